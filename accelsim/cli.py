@@ -1,0 +1,68 @@
+"""The `accelsim` command line.
+
+Each part of the project contributes its own click group or commands (traces: `trace`,
+simulator: `run`, `plot`, `demo`, models: `train`, analysis: `sweep`). Those modules import
+only click at the top; heavy imports (torch, numba) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from accelsim import __version__
+from accelsim.errors import AccelsimError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="accelsim")
+def cli() -> None:
+    """Cycle-level simulation of sparse DNN accelerators on traces of pruned networks."""
+
+
+def _register() -> None:
+    """Attach the sub-commands of each part. Import errors here are bugs, not user errors."""
+    from accelsim.traces.cli import trace
+
+    cli.add_command(trace)
+    try:
+        from accelsim.cli_sim import register as register_sim
+    except ImportError:  # simulator commands not built yet
+        pass
+    else:
+        register_sim(cli)
+    for modname in ("accelsim.models.cli", "accelsim.analysis.cli"):
+        try:
+            module = __import__(modname, fromlist=["register"])
+        except ImportError:
+            continue
+        module.register(cli)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="accelsim", standalone_mode=False)
+    except AccelsimError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""In-memory form of a trace: what the reader returns, the writer takes and the simulator uses.
+
+numpy only (no torch): the simulator imports this. See docs/trace-format.md for the file format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LAYER_KINDS = ("conv2d", "linear")
+
+
+@dataclass(frozen=True)
+class SparseBatch:
+    """Per-sample sparse tensors in CSR-over-samples form.
+
+    Sample s holds the non-zeros indices[indptr[s]:indptr[s+1]] (flat, row-major indices into
+    `shape`, strictly increasing) with `values` at the same positions. `values` may be None for
+    a pure position set (an activation mask: the listed positions are the winners).
+    """
+
+    shape: tuple[int, ...]  # per-sample dense shape, e.g. (C, H, W) or (F,)
+    indptr: np.ndarray  # (S + 1,) int64
+    indices: np.ndarray  # (nnz,) uint32 or int64
+    values: np.ndarray | None  # (nnz,) float32, or None for a position set
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.indptr.shape[0] - 1)
+
+    @property
+    def size(self) -> int:
+        """Dense number of elements per sample."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def nnz_per_sample(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def density_per_sample(self) -> np.ndarray:
+        return self.nnz_per_sample() / max(self.size, 1)
+
+    def sample(self, s: int) -> tuple[np.ndarray, np.ndarray | None]:
+        lo, hi = int(self.indptr[s]), int(self.indptr[s + 1])
+        vals = None if self.values is None else self.values[lo:hi]
+        return self.indices[lo:hi], vals
+
+    def to_dense(self) -> np.ndarray:
+        """(S, *shape) float32; for a position set, 1.0 at every listed position."""
+        out = np.zeros((self.num_samples, self.size), dtype=np.float32)
+        rows = np.repeat(np.arange(self.num_samples), self.nnz_per_sample())
+        vals = np.float32(1.0) if self.values is None else self.values
+        out[rows, self.indices.astype(np.int64)] = vals
+        return out.reshape((self.num_samples, *self.shape))
+
+    @classmethod
+    def from_dense(cls, dense: np.ndarray, keep_zeros_mask: np.ndarray | None = None) -> "SparseBatch":
+        """Encode (S, *shape) values. Positions kept: non-zeros, or where keep_zeros_mask is true
+        (a mask given as a boolean array records a position set with the values there)."""
+        dense = np.asarray(dense)
+        s = dense.shape[0]
+        flat = dense.reshape(s, -1)
+        keep = flat != 0 if keep_zeros_mask is None else np.asarray(keep_zeros_mask).reshape(s, -1)
+        rows, cols = np.nonzero(keep)
+        indptr = np.zeros(s + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=s), out=indptr[1:])
+        index_dtype = np.uint32 if flat.shape[1] <= np.iinfo(np.uint32).max else np.int64
+        return cls(
+            shape=tuple(int(d) for d in dense.shape[1:]),
+            indptr=indptr,
+            indices=cols.astype(index_dtype),
+            values=flat[rows, cols].astype(np.float32),
+        )
+
+    @classmethod
+    def positions_from_bool(cls, mask: np.ndarray) -> "SparseBatch":
+        """A position set (values None) from an (S, *shape) boolean array."""
+        enc = cls.from_dense(mask.astype(np.float32))
+        return cls(shape=enc.shape, indptr=enc.indptr, indices=enc.indices, values=None)
+
+
+@dataclass(frozen=True)
+class MaskParams:
+    """How a dynamic activation mask chose the winners of a layer's input.
+
+    scheme: "topk" (exact per-sample top-k by magnitude), "threshold-prediction" (JPnet Eq. 11:
+    threshold from an eps-subsample), or "static-threshold" (one theta for every input).
+    """
+
+    scheme: str
+    winner_rate: float | None = None
+    threshold: float | None = None
+    eps: float | None = None
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """Shape of one compute layer. Linear layers use kernel (1, 1), stride 1, padding 0."""
+
+    name: str
+    kind: str  # "conv2d" | "linear"
+    in_shape: tuple[int, ...]  # per sample: (C, H, W) or (F,)
+    out_shape: tuple[int, ...]  # per sample: (M, OH, OW) or (M,)
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    has_bias: bool = False
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        if self.kind == "linear":
+            return (self.out_shape[0], self.in_shape[0])
+        return (self.out_shape[0], self.in_shape[0] // self.groups, *self.kernel)
+
+    @property
+    def dense_macs(self) -> int:
+        """MACs per sample of the dense layer (every weight times every input it touches)."""
+        m = self.out_shape[0]
+        if self.kind == "linear":
+            return m * self.in_shape[0]
+        _, oh, ow = self.out_shape
+        c_per_group = self.in_shape[0] // self.groups
+        return m * oh * ow * c_per_group * self.kernel[0] * self.kernel[1]
+
+
+@dataclass
+class LayerRecord:
+    """Everything a trace holds about one compute layer, over S samples."""
+
+    geometry: LayerGeometry
+    weight: np.ndarray  # float32, geometry.weight_shape, zeros where masked
+    weight_mask: np.ndarray | None  # bool, same shape; None = nothing masked
+    bias: np.ndarray | None  # float32 (M,)
+    inputs: SparseBatch  # activations as fed to the layer (after any dynamic mask)
+    premask: SparseBatch | None = None  # activations before the dynamic mask, if one was applied
+    act_mask: SparseBatch | None = None  # winners (position set), if a dynamic mask was applied
+    mask_params: MaskParams | None = None
+    outputs: np.ndarray | None = None  # float32 (S_out, *out_shape), before the non-linearity;
+    # S_out <= S: outputs are kept for the first S_out samples (see docs/trace-format.md)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.geometry.name
