@@ -1,0 +1,201 @@
+"""Simulator commands: `accelsim run`, `accelsim plot energy|cycles`, `accelsim demo`.
+
+Only click is imported at module level; numba kernels load when a command runs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from accelsim.errors import AccelsimError
+
+
+def _simulate(traces: list[str], arch_spec: str, overrides: list[str], energy_spec: str | None):
+    """Run every trace on the architecture (and its dense baseline); returns the report frame."""
+    from accelsim.arch import load_arch
+    from accelsim.energy import load_energy_table
+    from accelsim.report import to_frame
+    from accelsim.simulate import simulate_trace
+
+    arch = load_arch(arch_spec, overrides)
+    energy = load_energy_table(energy_spec or arch.energy.table)
+    for t in traces:
+        if not Path(t).is_file():
+            raise AccelsimError(f"{t}: trace file not found")
+    rows: list[dict] = []
+    with _LazyProgress(f"simulating on {arch.arch.name}") as progress:
+        for t in traces:
+            rows += simulate_trace(t, arch, energy, on_layer=progress.advance)
+    return to_frame(rows)
+
+
+class _LazyProgress:
+    """A progress line that appears only once a run has taken more than a second."""
+
+    def __init__(self, title: str, delay_s: float = 1.0):
+        self.title, self.delay_s = title, delay_s
+        self.start = time.monotonic()
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        return self
+
+    def advance(self, trace: str, what: str) -> None:
+        if self.progress is None and time.monotonic() - self.start > self.delay_s:
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                console=Console(stderr=True), transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(self.title)
+        if self.progress is not None:
+            self.progress.update(self.task, description=f"{self.title}: {trace} {what}")
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+        return False
+
+
+def print_report(report, console=None) -> None:
+    """Console tables: per-layer figures of each run, then the summary against the baselines."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from accelsim.report import summary
+
+    console = console or Console()
+    for (trace, arch), group in report.groupby(["trace", "arch"], sort=False):
+        table = Table(title=f"{trace} on {arch}", title_justify="left")
+        for col in ("layer", "variant", "cycles", "load bal.", "util.", "eff. MACs", "energy (nJ)", "top-k cyc", "mask mism."):
+            table.add_column(col, justify="left" if col in ("layer", "variant") else "right")
+        for _, r in group.iterrows():
+            table.add_row(
+                r["layer"], r["variant"], f"{r['cycles']:,.0f}", f"{r['load_balance']:.2f}",
+                f"{r['utilisation']:.2f}", f"{r['effective_macs']:,.0f}", f"{r['energy_pj'] / 1e3:,.1f}",
+                f"{r['topk_exposed_cycles']:,.0f}", f"{r['topk_mismatches']:.1f}",
+            )
+        console.print(table)
+    summ = summary(report)
+    table = Table(title="summary (per inference)", title_justify="left")
+    cols = ["trace", "arch", "cycles", "energy (µJ)", "MAC %", "load bal.", "speedup vs dense", "energy vs dense"]
+    has_wp = "speedup_vs_wp" in summ.columns
+    if has_wp:
+        cols += ["speedup vs WP", "energy vs WP"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("trace", "arch") else "right")
+    for _, r in summ.iterrows():
+        cells = [
+            r["trace"], r["arch"], f"{r['cycles']:,.0f}", f"{r['energy_uj']:.3f}", f"{r['mac_pct']:.2f}",
+            f"{r['load_balance']:.2f}", f"{r['speedup_vs_dense']:.2f}x", f"{r['energy_ratio_vs_dense']:.2f}x",
+        ]
+        if has_wp:
+            sp, en = r.get("speedup_vs_wp"), r.get("energy_ratio_vs_wp")
+            cells += ["" if sp != sp or sp is None else f"{sp:.2f}x", "" if en != en or en is None else f"{en:.2f}x"]
+        table.add_row(*cells)
+    console.print(table)
+
+
+@click.command("run")
+@click.option("--trace", "traces", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Trace file to replay (repeat for several; a weight-pruned trace becomes a baseline).")
+@click.option("--arch", "arch_spec", default="eie64", show_default=True,
+              help="Preset name (eie64, cnvlutin) or an architecture TOML file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override an architecture field, e.g. --set eie.fifo_depth=4.")
+@click.option("--energy", "energy_spec", default=None, help="Energy table TOML (default: the arch's table).")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write the per-layer report (.csv, .parquet or .json).")
+@click.option("--quiet", is_flag=True, help="Do not print the tables.")
+def run_cmd(traces, arch_spec, overrides, energy_spec, out, quiet):
+    """Replay traces on a sparse array and its dense baseline; report cycles and energy."""
+    from accelsim.report import write_report
+
+    report = _simulate(list(traces), arch_spec, list(overrides), energy_spec)
+    if out:
+        write_report(report, out)
+    if not quiet:
+        print_report(report)
+    if out:
+        click.echo(f"report written to {out}", err=True)
+
+
+@click.group("plot")
+def plot_group():
+    """Figures from a report written by `accelsim run --out`."""
+
+
+@plot_group.command("energy")
+@click.argument("report_path", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Figure file (.png, .pdf, .svg).")
+def plot_energy_cmd(report_path, out):
+    """Stacked per-component energy per trace, dense beside sparse."""
+    from accelsim.plots import plot_energy
+    from accelsim.report import read_report
+
+    plot_energy(read_report(report_path), out)
+    click.echo(f"figure written to {out}", err=True)
+
+
+@plot_group.command("cycles")
+@click.argument("report_path", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Figure file (.png, .pdf, .svg).")
+def plot_cycles_cmd(report_path, out):
+    """Per-layer cycles of every run in the report."""
+    from accelsim.plots import plot_cycles
+    from accelsim.report import read_report
+
+    plot_cycles(read_report(report_path), out)
+    click.echo(f"figure written to {out}", err=True)
+
+
+def reference_traces() -> list[Path]:
+    """The reference traces shipped with the package (traces/reference/)."""
+    from importlib import resources
+
+    folder = resources.files("accelsim.traces").joinpath("reference")
+    found = sorted(Path(str(folder)).glob("*.trace.safetensors")) if folder.is_dir() else []
+    if not found:
+        raise AccelsimError("no reference traces found in the installed package (traces/reference/)")
+    return found
+
+
+@click.command("demo")
+@click.option("--out-dir", default="accelsim-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Where the report and the figures go.")
+def demo_cmd(out_dir):
+    """Replay the reference traces on eie64 and cnvlutin; print the comparison, write plots."""
+    import pandas as pd
+
+    from accelsim.plots import plot_cycles, plot_energy
+    from accelsim.report import write_report
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    traces = [str(p) for p in reference_traces()]
+    click.echo(f"reference traces: {', '.join(Path(t).name for t in traces)}")
+    frames = []
+    for arch in ("eie64", "cnvlutin"):
+        start = time.monotonic()
+        frame = _simulate(traces, arch, [], None)
+        click.echo(f"{arch}: simulated in {time.monotonic() - start:.1f} s")
+        frames.append(frame)
+    report = pd.concat(frames, ignore_index=True)
+    print_report(report)
+    write_report(report, out / "report.csv")
+    plot_energy(report, out / "energy.png")
+    plot_cycles(report, out / "cycles.png")
+    click.echo(f"wrote {out / 'report.csv'}, {out / 'energy.png'}, {out / 'cycles.png'}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(run_cmd)
+    cli.add_command(plot_group)
+    cli.add_command(demo_cmd)

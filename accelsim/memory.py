@@ -1,0 +1,74 @@
+"""On-chip capacity and DRAM traffic of one layer.
+
+Weights that do not fit the per-PE weight SRAM stream from DRAM for every inference;
+activations that do not fit the per-PE activation SRAM are spilled (input read, output
+written). With a bandwidth limit, a sample whose transfer takes longer than its compute stalls
+for the difference (transfers overlap compute otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from accelsim.traces.schema import LayerRecord
+
+POINTER_BITS = 16  # EIE column pointers
+
+
+@dataclass(frozen=True)
+class MemoryTraffic:
+    weights_on_chip: bool
+    acts_on_chip: bool
+    weight_bytes_per_unit: int  # the fullest PE / unit
+    dram_bytes: int  # summed over samples
+    stall_cycles: int  # summed over samples
+
+
+def _storage_units(arch) -> int:
+    if arch.arch.dataflow == "eie":
+        return arch.eie.num_pes
+    return arch.cnvlutin.units
+
+
+def weight_bytes_per_unit(layer: LayerRecord, arch) -> int:
+    """Bytes of weight storage in the fullest PE (EIE) or unit (Cnvlutin)."""
+    units = _storage_units(arch)
+    geo = layer.geometry
+    rows = geo.weight_shape[0]
+    per_row = int(np.prod(geo.weight_shape[1:]))
+    if arch.arch.dataflow == "eie" and arch.sparsity.weights == "skip":
+        from accelsim.encoding import stored_entries_per_pe
+
+        entries = stored_entries_per_pe(layer, arch.eie.num_pes, arch.eie.index_bits)
+        columns = geo.in_shape[0] * geo.kernel[0] * geo.kernel[1]
+        pointer_bytes = (columns + 1) * POINTER_BITS // 8
+        return int(math.ceil(int(entries.max(initial=0)) * arch.memory.weight_entry_bits / 8)) + pointer_bytes
+    rows_per_unit = math.ceil(rows / units)
+    return int(math.ceil(rows_per_unit * per_row * arch.arch.data_bits / 8))
+
+
+def memory_traffic(layer: LayerRecord, arch, cycles_per_sample: np.ndarray) -> MemoryTraffic:
+    samples = int(cycles_per_sample.shape[0])
+    units = _storage_units(arch)
+    geo = layer.geometry
+    w_unit = weight_bytes_per_unit(layer, arch)
+    weights_on_chip = w_unit <= arch.memory.weight_sram_bytes_per_pe
+    act_elems = int(np.prod(geo.in_shape)) + int(np.prod(geo.out_shape))
+    act_bytes = act_elems * arch.arch.data_bits // 8
+    acts_on_chip = math.ceil(act_bytes / units) <= arch.memory.act_sram_bytes_per_pe
+    per_sample = (0 if weights_on_chip else w_unit * units) + (0 if acts_on_chip else act_bytes)
+    stall = 0
+    bw = float(arch.memory.dram_bytes_per_cycle)
+    if per_sample and bw > 0:
+        transfer = math.ceil(per_sample / bw)
+        stall = int(np.maximum(transfer - cycles_per_sample.astype(np.int64), 0).sum())
+    return MemoryTraffic(
+        weights_on_chip=weights_on_chip,
+        acts_on_chip=acts_on_chip,
+        weight_bytes_per_unit=w_unit,
+        dram_bytes=per_sample * samples,
+        stall_cycles=stall,
+    )

@@ -1,0 +1,112 @@
+"""Figures from a report: stacked per-component energy, per-layer cycles."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from accelsim.errors import AccelsimError
+from accelsim.result import EVENTS
+
+EVENT_LABELS = {
+    "mac": "MAC",
+    "weight_read": "weight SRAM",
+    "pointer_read": "pointer SRAM",
+    "act_read": "activation read",
+    "act_write": "activation write",
+    "fifo_push": "queue push",
+    "fifo_pop": "queue pop",
+    "nzd": "non-zero detect",
+    "topk_compare": "top-k compares",
+    "dram_byte": "DRAM",
+    "pe_cycle": "clock / idle",
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: str | Path) -> None:
+    out = Path(out)
+    if out.suffix.lower() not in {".png", ".pdf", ".svg"}:
+        raise AccelsimError(f"{out}: figure format must be .png, .pdf or .svg")
+    if not out.parent.exists():
+        raise AccelsimError(f"{out}: directory {out.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _bar_labels(frame: pd.DataFrame) -> list[str]:
+    return [f"{t}\n{a} {v}" for t, a, v in zip(frame["trace"], frame["arch"], frame["variant"])]
+
+
+def plot_energy(report: pd.DataFrame, out: str | Path) -> None:
+    """Stacked energy per inference by component, dense baseline beside each sparse run."""
+    plt = _pyplot()
+    cols = [f"energy_{e}_pj" for e in EVENTS if f"energy_{e}_pj" in report.columns]
+    keys = ["trace", "arch", "variant"]
+    per_run = report.groupby(keys, sort=False)[cols].sum().reset_index()
+    per_run["order"] = per_run["variant"].map({"dense": 0, "sparse": 1})
+    per_run = per_run.sort_values(["trace", "arch", "order"], kind="stable").reset_index(drop=True)
+    values = per_run[cols].to_numpy() * 1e-6  # pJ -> uJ
+    keep = values.sum(axis=0) > 0
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(per_run) + 3), 4.8))
+    x = np.arange(len(per_run))
+    bottom = np.zeros(len(per_run))
+    cmap = plt.get_cmap("tab20")
+    for i, col in enumerate(cols):
+        if not keep[i]:
+            continue
+        event = col[len("energy_") : -len("_pj")]
+        ax.bar(x, values[:, i], bottom=bottom, label=EVENT_LABELS.get(event, event), color=cmap(i), width=0.7)
+        bottom += values[:, i]
+    ax.set_xticks(x, _bar_labels(per_run), fontsize=7)
+    ax.set_ylabel("energy per inference (µJ)")
+    ax.set_title("Energy by component: dense baseline beside the pruned trace")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="component")
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, out)
+    plt.close(fig)
+
+
+def plot_cycles(report: pd.DataFrame, out: str | Path) -> None:
+    """Cycles per inference of every layer, one group of bars per layer and run."""
+    plt = _pyplot()
+    report = report.copy()
+    report["run"] = report["trace"] + " / " + report["arch"] + " / " + report["variant"]
+    pivot = report.pivot_table(index=["trace", "layer_index", "layer"], columns="run", values="cycles", sort=False)
+    traces = list(dict.fromkeys(report["trace"]))
+    fig, axes = plt.subplots(len(traces), 1, figsize=(8, 3.2 * len(traces)), squeeze=False)
+    for ax, trace in zip(axes[:, 0], traces):
+        sub = pivot.loc[trace].dropna(axis=1, how="all")
+        layers = [name for _, name in sub.index]
+        x = np.arange(len(layers))
+        width = 0.8 / max(1, sub.shape[1])
+        for j, run in enumerate(sub.columns):
+            ax.bar(x + j * width - 0.4 + width / 2, sub[run].to_numpy(), width, label=run.split(" / ", 1)[1])
+        ax.set_yscale("log")
+        ax.set_xticks(x, layers)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("cycles per inference (log)")
+        ax.set_title(trace)
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3, which="both")
+    fig.tight_layout()
+    _save(fig, out)
+    plt.close(fig)

@@ -1,0 +1,126 @@
+"""The report: one tidy DataFrame (a row per trace x layer x architecture variant), its summary
+against the baselines, console tables, and atomic CSV / Parquet / JSON files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from accelsim.errors import AccelsimError
+
+REPORT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".json": "json"}
+ID_COLUMNS = ["trace", "model", "method", "arch", "dataflow", "variant", "layer_index", "layer", "kind"]
+
+
+def to_frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    first = [c for c in ID_COLUMNS if c in frame.columns]
+    return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def totals(report: pd.DataFrame) -> pd.DataFrame:
+    """Per (trace, arch, variant): cycles, energy, MACs summed over layers (per inference)."""
+    keys = ["trace", "model", "method", "arch", "variant"]
+    summed = [
+        "cycles",
+        "time_us",
+        "energy_pj",
+        "dense_macs",
+        "effective_macs",
+        "paper_estimate_macs",
+        "dram_bytes",
+        "topk_exposed_cycles",
+        "topk_mismatches",
+    ]
+    energy_cols = [c for c in report.columns if c.startswith("energy_") and c != "energy_pj"]
+    out = report.groupby(keys, sort=False, dropna=False)[summed + energy_cols].sum().reset_index()
+    busy = report.groupby(keys, sort=False, dropna=False).apply(
+        lambda g: (g["busy_pe_cycles"].sum() / (g["units"] * g["compute_cycles"]).sum())
+        if (g["units"] * g["compute_cycles"]).sum()
+        else 1.0,
+        include_groups=False,
+    )
+    out["load_balance"] = busy.to_numpy()
+    return out
+
+
+def summary(report: pd.DataFrame) -> pd.DataFrame:
+    """Speedup and energy ratio of each trace against its dense baseline on the same array, and
+    against the weight-pruned trace (method "wp") of the same model when one was run."""
+    tot = totals(report)
+    sparse = tot[tot["variant"] == "sparse"].copy()
+    dense = tot[tot["variant"] == "dense"].set_index(["trace", "arch"])
+    rows = []
+    for _, r in sparse.iterrows():
+        key = (r["trace"], r["arch"])
+        d = dense.loc[key] if key in dense.index else None
+        entry = {
+            "trace": r["trace"],
+            "model": r["model"],
+            "method": r["method"],
+            "arch": r["arch"],
+            "cycles": r["cycles"],
+            "energy_uj": r["energy_pj"] * 1e-6,
+            "mac_pct": 100.0 * r["effective_macs"] / r["dense_macs"] if r["dense_macs"] else float("nan"),
+            "load_balance": r["load_balance"],
+            "speedup_vs_dense": d["cycles"] / r["cycles"] if d is not None and r["cycles"] else float("nan"),
+            "energy_ratio_vs_dense": d["energy_pj"] / r["energy_pj"] if d is not None and r["energy_pj"] else float("nan"),
+        }
+        wp = sparse[(sparse["method"] == "wp") & (sparse["model"] == r["model"]) & (sparse["arch"] == r["arch"])]
+        if len(wp) and r["method"] != "wp":
+            w = wp.iloc[0]
+            entry["speedup_vs_wp"] = w["cycles"] / r["cycles"] if r["cycles"] else float("nan")
+            entry["energy_ratio_vs_wp"] = w["energy_pj"] / r["energy_pj"] if r["energy_pj"] else float("nan")
+        rows.append(entry)
+    return pd.DataFrame(rows)
+
+
+def write_report(report: pd.DataFrame, path: str | Path) -> None:
+    """Write by extension (.csv, .parquet, .json), atomically: temp file then rename."""
+    path = Path(path)
+    fmt = REPORT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise AccelsimError(f"{path}: unknown report format '{path.suffix}' (use .csv, .parquet or .json)")
+    if not path.parent.exists():
+        raise AccelsimError(f"{path}: directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if fmt == "csv":
+            report.to_csv(tmp, index=False, float_format="%.10g")
+        elif fmt == "parquet":
+            report.to_parquet(tmp, index=False)
+        else:
+            report.to_json(tmp, orient="records", indent=1, double_precision=10)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_report(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    fmt = REPORT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise AccelsimError(f"{path}: unknown report format '{path.suffix}' (use .csv, .parquet or .json)")
+    if not path.is_file():
+        raise AccelsimError(f"{path}: report not found")
+    try:
+        if fmt == "csv":
+            frame = pd.read_csv(path)
+        elif fmt == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_json(path, orient="records")
+    except Exception as exc:  # any parse failure is the user's file, not our bug
+        raise AccelsimError(f"{path}: cannot read report: {str(exc).splitlines()[0]}") from None
+    needed = {"trace", "arch", "variant", "layer", "cycles", "energy_pj"}
+    missing = needed - set(frame.columns)
+    if missing:
+        raise AccelsimError(f"{path}: not an accelsim report (missing columns: {', '.join(sorted(missing))})")
+    return frame

@@ -1,0 +1,218 @@
+"""Replay a trace on an architecture: dataflow kernel, top-k unit, memory, energy, per layer.
+
+This is the one place that knows how the parts fit together; each part (accelsim.eie,
+accelsim.cnvlutin, accelsim.topk, accelsim.memory, accelsim.energy) knows only its own job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from accelsim.energy import EnergyTable
+from accelsim.errors import AccelsimError
+from accelsim.memory import memory_traffic
+from accelsim.result import EVENTS, DataflowResult
+from accelsim.traces.schema import LayerRecord
+
+# Functional check tolerance: the array accumulates in a different order than the framework.
+FUNCTIONAL_RTOL = 1e-3
+FUNCTIONAL_ATOL_SCALE = 1e-3
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One replay of a trace: the sparse array as configured, or its dense baseline."""
+
+    label: str  # "sparse" or "dense"
+    arch: object  # accelsim.arch.ArchConfig
+
+
+def variants_for(arch) -> list[Variant]:
+    """The configured array and, unless it already is one, its dense baseline (skipping off)."""
+    out = [Variant("sparse", arch)]
+    dense = arch.with_sparsity("none", "none")
+    if dense != arch:
+        out.append(Variant("dense", dense))
+    else:
+        out[0] = Variant("dense", arch)
+    return out
+
+
+def run_dataflow(layer: LayerRecord, arch, functional: bool) -> DataflowResult:
+    """Dispatch one layer to the arch's dataflow kernel."""
+    acts, weights = arch.sparsity.activations, arch.sparsity.weights
+    if arch.arch.dataflow == "eie":
+        from accelsim.eie import simulate_eie
+
+        e = arch.eie
+        return simulate_eie(
+            layer,
+            num_pes=e.num_pes,
+            fifo_depth=e.fifo_depth,
+            index_bits=e.index_bits,
+            empty_slice_cycles=e.empty_slice_cycles,
+            act_mode=acts,
+            weight_mode=weights,
+            functional=functional,
+        )
+    if arch.arch.dataflow == "cnvlutin":
+        from accelsim.cnvlutin import simulate_cnvlutin
+
+        c = arch.cnvlutin
+        return simulate_cnvlutin(
+            layer,
+            units=c.units,
+            lanes=c.lanes,
+            filters_per_unit=c.filters_per_unit,
+            brick_size=c.brick_size,
+            act_mode=acts,
+            weight_mode=weights,
+            functional=functional,
+        )
+    raise AccelsimError(f"unknown dataflow {arch.arch.dataflow!r}")
+
+
+def check_outputs(trace_name: str, layer: LayerRecord, result: DataflowResult) -> None:
+    """Fail loudly when the array's outputs differ from the recorded ones."""
+    if layer.outputs is None or result.outputs is None or len(result.outputs) == 0:
+        return
+    ref = np.asarray(layer.outputs[: len(result.outputs)], dtype=np.float64)
+    got = np.asarray(result.outputs, dtype=np.float64)
+    if got.shape != ref.shape:
+        raise AccelsimError(
+            f"{trace_name}: layer {layer.name}: functional check: simulator outputs have shape "
+            f"{got.shape}, trace has {ref.shape}"
+        )
+    atol = FUNCTIONAL_ATOL_SCALE * max(1.0, float(np.abs(ref).max(initial=0.0)))
+    bad = ~np.isclose(got, ref, rtol=FUNCTIONAL_RTOL, atol=atol)
+    if bad.any():
+        s = int(np.argwhere(bad)[0][0])
+        diff = float(np.abs(got - ref).max())
+        raise AccelsimError(
+            f"{trace_name}: layer {layer.name}: functional check failed: outputs computed from the "
+            f"processed operands differ from the recorded outputs ({int(bad.sum())} values, max abs "
+            f"diff {diff:.3g}, first at sample {s})"
+        )
+
+
+def simulate_layer(
+    trace_name: str,
+    layer: LayerRecord,
+    variant: Variant,
+    energy: EnergyTable,
+    layer_stats: dict,
+) -> dict:
+    """One row of the report: a layer of a trace on one variant of the array."""
+    arch = variant.arch
+    functional = variant.label == "sparse"
+    result = run_dataflow(layer, arch, functional=functional)
+    if functional:
+        check_outputs(trace_name, layer, result)
+    samples = int(result.cycles.shape[0])
+    counts = {name: float(result.counter(name)) for name in EVENTS}
+
+    # Top-k unit: only where the trace says a dynamic mask produced this layer's input, and only
+    # on the array that exploits it (the dense baseline has no masking hardware).
+    topk = {"topk_latency": 0.0, "topk_exposed_cycles": 0.0, "topk_mismatches": 0.0, "topk_kept": 0.0}
+    topk_exposed_total = 0
+    if variant.label == "sparse" and layer.act_mask is not None and layer.premask is not None:
+        from accelsim.topk import simulate_topk
+
+        t = arch.topk
+        tk = simulate_topk(
+            layer,
+            scheme=t.scheme,
+            comparators=t.comparators,
+            value_bits=t.value_bits,
+            radix_bits=t.radix_bits,
+            producer_cycles=None,
+        )
+        counts["topk_compare"] += float(np.sum(tk.compares))
+        topk_exposed_total = int(np.sum(tk.exposed))
+        topk = {
+            "topk_latency": float(np.sum(tk.latency)) / samples,
+            "topk_exposed_cycles": topk_exposed_total / samples,
+            "topk_mismatches": float(np.sum(tk.mismatches)) / samples,
+            "topk_kept": float(np.sum(tk.kept)) / samples,
+        }
+
+    compute_cycles = int(np.sum(result.cycles))
+    mem = memory_traffic(layer, arch, result.cycles)
+    counts["dram_byte"] += float(mem.dram_bytes)
+    total_cycles = compute_cycles + topk_exposed_total + mem.stall_cycles
+    # Idle PEs still pay clock energy while the array waits for the top-k unit or for DRAM.
+    counts["pe_cycle"] += float(result.num_units) * (topk_exposed_total + mem.stall_cycles)
+
+    energy_pj = energy.energy_pj(counts)
+    units = result.num_units
+    pe_cycles = units * compute_cycles
+    busy = result.counter("busy_pe_cycles")
+    eff_macs = float(layer_stats["effective_macs"])  # per sample (mean)
+    row = {
+        "trace": trace_name,
+        "arch": arch.arch.name,
+        "dataflow": arch.arch.dataflow,
+        "variant": variant.label,
+        "layer": layer.name,
+        "kind": layer.geometry.kind,
+        "samples": samples,
+        "units": units,
+        "cycles": total_cycles / samples,
+        "compute_cycles": compute_cycles / samples,
+        "busy_pe_cycles": busy / samples,
+        "stall_cycles": result.counter("stall_cycles") / samples,
+        "starve_pe_cycles": result.counter("starve_pe_cycles") / samples,
+        "tail_pe_cycles": result.counter("tail_pe_cycles") / samples,
+        "padding_entries": result.counter("padding_entries") / samples,
+        "memory_stall_cycles": mem.stall_cycles / samples,
+        "load_balance": busy / pe_cycles if pe_cycles else 1.0,
+        "utilisation": eff_macs * samples / (units * total_cycles) if total_cycles else 0.0,
+        "dense_macs": float(layer.geometry.dense_macs),
+        "effective_macs": eff_macs,
+        "paper_estimate_macs": float(layer_stats["paper_estimate_macs"]),
+        "weight_density": float(layer_stats["weight_density"]),
+        "act_density": float(layer_stats["act_density_mean"]),
+        "weights_on_chip": mem.weights_on_chip,
+        "dram_bytes": mem.dram_bytes / samples,
+        **topk,
+        "time_us": total_cycles / samples / arch.arch.clock_mhz,
+    }
+    for event in EVENTS:
+        row[f"events_{event}"] = counts[event] / samples
+    for event in EVENTS:
+        row[f"energy_{event}_pj"] = energy_pj[event] / samples
+    row["energy_pj"] = sum(energy_pj.values()) / samples
+    return row
+
+
+def simulate_trace(
+    path: str | Path,
+    arch,
+    energy: EnergyTable,
+    on_layer: Callable[[str, str], None] | None = None,
+) -> list[dict]:
+    """Rows for every layer of one trace on the array and its dense baseline."""
+    from accelsim.traces import open_trace
+    from accelsim.traces.info import layer_stats
+
+    trace = open_trace(path)
+    name = Path(path).name
+    meta = trace.meta
+    rows: list[dict] = []
+    plans = variants_for(arch)
+    for index in range(len(trace)):
+        layer = trace.layer(index)
+        stats = layer_stats(layer)
+        for variant in plans:
+            row = simulate_layer(name, layer, variant, energy, stats)
+            row["model"] = meta.get("model")
+            row["method"] = meta.get("method")
+            row["layer_index"] = index
+            rows.append(row)
+            if on_layer is not None:
+                on_layer(name, f"{layer.name} ({variant.label})")
+    return rows
