@@ -21,23 +21,30 @@ def cli() -> None:
     """Cycle-level simulation of sparse DNN accelerators on traces of pruned networks."""
 
 
+# Each part adds its commands through a `register(cli)` function in these modules.
+COMMAND_MODULES = (
+    "accelsim.traces.cli",
+    "accelsim.cli_sim",
+    "accelsim.models.cli",
+    "accelsim.analysis.cli",
+)
+
+
 def _register() -> None:
     """Attach the sub-commands of each part. Import errors here are bugs, not user errors."""
-    from accelsim.traces.cli import trace
+    import importlib
 
-    cli.add_command(trace)
-    try:
-        from accelsim.cli_sim import register as register_sim
-    except ImportError:  # simulator commands not built yet
-        pass
-    else:
-        register_sim(cli)
-    for modname in ("accelsim.models.cli", "accelsim.analysis.cli"):
+    for name in COMMAND_MODULES:
         try:
-            module = __import__(modname, fromlist=["register"])
-        except ImportError:
-            continue
-        module.register(cli)
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a dependency of the module is missing: a real bug
+                raise
+            continue  # that part is not part of this installation
+        if hasattr(module, "register"):
+            module.register(cli)
+        elif hasattr(module, "trace"):
+            cli.add_command(module.trace)
 
 
 _register()
@@ -46,7 +53,7 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line on stderr and exit code 2."""
     try:
-        cli.main(args=argv, prog_name="accelsim", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="accelsim", standalone_mode=False)
     except AccelsimError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -61,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -131,8 +131,14 @@ class ImageSet:
         return torch.bincount(self.labels, minlength=k).tolist()
 
     def subset(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> "ImageSet":
-        """The samples at these positions of this set (positions, not official indices)."""
-        idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64).reshape(-1)
+        """The samples at these positions of this set (positions, not official indices; a
+        boolean mask of length N also works)."""
+        idx = torch.as_tensor(np.asarray(indices)).reshape(-1)
+        if idx.dtype == torch.bool:
+            if idx.numel() != len(self):
+                raise ValueError(f"subset: mask of {idx.numel()} for {len(self)} samples")
+            idx = idx.nonzero().reshape(-1)
+        idx = idx.to(torch.int64)
         return ImageSet(
             images=self.images[idx],
             labels=self.labels[idx],
@@ -168,7 +174,7 @@ def _search_roots(data_dir: str | os.PathLike | None) -> tuple[list[Path], str]:
     must fail, not silently fall back to some other copy of the data.
     """
     if data_dir is not None and str(data_dir) != "":
-        return [Path(data_dir).expanduser()], "from --data-dir"
+        return [Path(data_dir).expanduser()], "from data_dir / --data-dir"
     env = os.environ.get(ENV_VAR, "")
     if env:
         return [Path(env).expanduser()], f"from ${ENV_VAR}"
@@ -182,7 +188,9 @@ def _search_roots(data_dir: str | os.PathLike | None) -> tuple[list[Path], str]:
 
 
 def _subdirs(dataset: str) -> tuple[str, ...]:
-    return ("", "mnist", "MNIST/raw") if dataset == "mnist" else ("", "cifar10", "cifar-10-batches-bin")
+    if dataset == "mnist":
+        return ("", "mnist", "MNIST/raw")
+    return ("", "cifar10", "cifar-10-batches-bin")
 
 
 def _file_dirs(dataset: str, ds_dir: Path) -> list[Path]:
@@ -286,7 +294,9 @@ def _parse_idx(path: Path, data: bytes, ndim: int, count: int | None) -> np.ndar
     exactly prod(dims) bytes."""
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise AccelsimError(f"{path}: truncated IDX file ({len(data)} bytes, header needs {header})")
+        raise AccelsimError(
+            f"{path}: truncated IDX file ({len(data)} bytes, header needs {header})"
+        )
     magic = int.from_bytes(data[:4], "big")
     want = 0x0800 | ndim
     if magic != want:
@@ -305,7 +315,9 @@ def _parse_idx(path: Path, data: bytes, ndim: int, count: int | None) -> np.ndar
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _read_mnist_file(ds_dir: Path, base: str, ndim: int, count: int | None, verify: bool) -> np.ndarray:
+def _read_mnist_file(
+    ds_dir: Path, base: str, ndim: int, count: int | None, verify: bool
+) -> np.ndarray:
     path = _locate("mnist", ds_dir, (base + ".gz", base), "IDX")
     name = path.name
     data = _read(path, MNIST_SIZE[name] if verify else None, MNIST_MD5[name] if verify else None)
@@ -317,7 +329,9 @@ def _read_mnist_file(ds_dir: Path, base: str, ndim: int, count: int | None, veri
     return _parse_idx(path, data, ndim, count)
 
 
-def load_mnist(split: str, data_dir: str | os.PathLike | None = None, *, verify: bool = True) -> ImageSet:
+def load_mnist(
+    split: str, data_dir: str | os.PathLike | None = None, *, verify: bool = True
+) -> ImageSet:
     """MNIST train (60,000) or test (10,000) images as uint8 (N, 1, 28, 28).
 
     Reads `<name>-idx?-ubyte.gz` or the uncompressed file. verify=False skips the size and md5
@@ -359,7 +373,8 @@ def _read_cifar_file(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray]:
     data = _read(path, CIFAR_SIZE[name] if known else None, CIFAR_MD5[name] if known else None)
     if len(data) == 0 or len(data) % CIFAR_RECORD:
         raise AccelsimError(
-            f"{path}: {len(data)} bytes is not a whole number of {CIFAR_RECORD}-byte CIFAR-10 records"
+            f"{path}: {len(data)} bytes is not a whole number of {CIFAR_RECORD}-byte "
+            f"CIFAR-10 records"
         )
     rec = np.frombuffer(data, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
     labels = rec[:, 0]
@@ -369,7 +384,9 @@ def _read_cifar_file(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray]:
     return rec[:, 1:].reshape(-1, 3, 32, 32), labels
 
 
-def load_cifar10(split: str, data_dir: str | os.PathLike | None = None, *, verify: bool = True) -> ImageSet:
+def load_cifar10(
+    split: str, data_dir: str | os.PathLike | None = None, *, verify: bool = True
+) -> ImageSet:
     """CIFAR-10 train (50,000) or test images as uint8 (N, 3, 32, 32), in official order.
 
     When the official test_batch.bin is absent but test_batch_first1000.bin is present, warns
@@ -425,7 +442,9 @@ def train_val_split(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, tor
     """Deterministic (by seed) disjoint split of positions 0..n-1 of a TRAINING set into
     (train_idx, val_idx), both sorted int64; the test set stays untouched for the final number."""
     if n < 0 or not 0 <= val_size <= n:
-        raise AccelsimError(f"validation size {val_size} must be between 0 and the {n} training images")
+        raise AccelsimError(
+            f"validation size {val_size} must be between 0 and the {n} training images"
+        )
     g = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(n, generator=g)
     return perm[val_size:].sort().values, perm[:val_size].sort().values

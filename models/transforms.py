@@ -46,7 +46,9 @@ def to_float_normalized(
         raise ValueError(f"to_float_normalized: expected uint8 images, got {images_uint8.dtype}")
     c = images_uint8.shape[1]
     if len(mean) != c or len(std) != c:
-        raise ValueError(f"to_float_normalized: {c} channels but {len(mean)} means, {len(std)} stds")
+        raise ValueError(
+            f"to_float_normalized: {c} channels but {len(mean)} means, {len(std)} stds"
+        )
     m = torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1)
     return (images_uint8.to(torch.float32).div_(255.0) - m).div_(s)
