@@ -77,7 +77,9 @@ def threshold_prediction_mask(
 def static_threshold_mask(a: np.ndarray, theta: float) -> np.ndarray:
     """Keep |a| > theta: the static activation-pruning baseline (one theta for all inputs)."""
     if theta is None or not math.isfinite(theta):
-        raise AccelsimError(f"static-threshold mask: threshold must be a finite number, got {theta!r}")
+        raise AccelsimError(
+            f"static-threshold mask: threshold must be a finite number, got {theta!r}"
+        )
     absa = _abs2d(a)
     return (absa > np.float32(theta)).reshape(np.shape(a))
 
@@ -97,7 +99,9 @@ def _predicted_threshold(absa: np.ndarray, winner_rate: float, eps: float) -> np
 def _abs2d(a: np.ndarray) -> np.ndarray:
     arr = np.asarray(a)
     if arr.ndim < 2:
-        raise AccelsimError(f"activation mask: expected (samples, elements...), got shape {arr.shape}")
+        raise AccelsimError(
+            f"activation mask: expected (samples, elements...), got shape {arr.shape}"
+        )
     flat = np.abs(arr.reshape(arr.shape[0], -1).astype(np.float32, copy=False))
     if flat.size and not np.isfinite(flat).all():
         raise AccelsimError("activation mask: activations contain NaN or Inf")
