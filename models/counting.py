@@ -1,0 +1,149 @@
+"""Shape-based weight and MAC counter for any nn.Module with Conv2d / Linear layers.
+
+Runs one forward pass on zeros with forward hooks, so it sees the shapes the layers really get
+(grouped, strided, dilated convolutions, residual nets, anything). MACs are dense MACs per
+sample: conv = out positions x in-channels-per-group x kh x kw x out-channels; linear = in x out
+(times any extra leading positions). Weight counts exclude biases, as the JPnet tables do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from accelsim.errors import AccelsimError
+from accelsim.traces.schema import LayerGeometry
+
+__all__ = ["LayerCount", "count_layers", "geometry_of", "conv_padding"]
+
+
+@dataclass(frozen=True)
+class LayerCount:
+    """One call of a compute layer: its shapes (per sample) and dense cost."""
+
+    name: str
+    kind: str  # "conv2d" | "linear"
+    weight_count: int
+    macs: int
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+
+def conv_padding(module: nn.Conv2d) -> tuple[int, int]:
+    """Leading (top, left) zero padding of a Conv2d as ints ('same' pads the extra on the end)."""
+    if isinstance(module.padding, str):
+        if module.padding == "valid":
+            return (0, 0)
+        # 'same' (stride 1 only): total = dilation * (k - 1); PyTorch puts the odd one last
+        return tuple(d * (k - 1) // 2 for d, k in zip(module.dilation, module.kernel_size))
+    return (int(module.padding[0]), int(module.padding[1]))
+
+
+def geometry_of(
+    name: str, module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> LayerGeometry:
+    """LayerGeometry of a Conv2d/Linear from its per-sample input and output shapes."""
+    in_shape = tuple(int(d) for d in in_shape)
+    out_shape = tuple(int(d) for d in out_shape)
+    has_bias = getattr(module, "bias", None) is not None
+    if isinstance(module, nn.Conv2d):
+        if len(in_shape) != 3 or len(out_shape) != 3:
+            raise AccelsimError(
+                f"layer {name}: conv2d expects (C, H, W) shapes, got {in_shape} -> {out_shape}"
+            )
+        return LayerGeometry(
+            name=name,
+            kind="conv2d",
+            in_shape=in_shape,
+            out_shape=out_shape,
+            kernel=tuple(int(k) for k in module.kernel_size),
+            stride=tuple(int(s) for s in module.stride),
+            padding=conv_padding(module),
+            dilation=tuple(int(d) for d in module.dilation),
+            groups=int(module.groups),
+            has_bias=has_bias,
+        )
+    if isinstance(module, nn.Linear):
+        if len(in_shape) != 1 or len(out_shape) != 1:
+            raise AccelsimError(
+                f"layer {name}: linear layer on a non-flat input {in_shape}; "
+                "traces need (F,) inputs"
+            )
+        return LayerGeometry(
+            name=name, kind="linear", in_shape=in_shape, out_shape=out_shape, has_bias=has_bias
+        )
+    raise AccelsimError(f"layer {name}: {type(module).__name__} is not a Conv2d or Linear layer")
+
+
+def _count_call(name: str, module: nn.Module, in_shape: tuple, out_shape: tuple) -> LayerCount:
+    weights = int(module.weight.numel())
+    if isinstance(module, nn.Conv2d):
+        m, oh, ow = out_shape
+        c_per_group = in_shape[0] // module.groups
+        kh, kw = module.kernel_size
+        return LayerCount(
+            name=name,
+            kind="conv2d",
+            weight_count=weights,
+            macs=int(oh * ow * c_per_group * kh * kw * m),
+            in_shape=in_shape,
+            out_shape=out_shape,
+            kernel=(int(kh), int(kw)),
+            stride=tuple(int(s) for s in module.stride),
+            padding=conv_padding(module),
+            dilation=tuple(int(d) for d in module.dilation),
+            groups=int(module.groups),
+        )
+    positions = 1
+    for d in out_shape[:-1]:
+        positions *= int(d)
+    return LayerCount(
+        name=name,
+        kind="linear",
+        weight_count=weights,
+        macs=int(positions * module.in_features * module.out_features),
+        in_shape=in_shape,
+        out_shape=out_shape,
+    )
+
+
+def count_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCount]:
+    """Every Conv2d/Linear call, in execution order, from one forward of a zero sample.
+
+    input_shape is per sample, e.g. (1, 28, 28). The model's train/eval mode is restored.
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    records: list[LayerCount] = []
+    handles = []
+
+    def hook_for(name: str):
+        def hook(module, args, output):
+            in_shape = tuple(args[0].shape[1:])
+            out_shape = tuple(output.shape[1:])
+            records.append(_count_call(name, module, in_shape, out_shape))
+
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            handles.append(module.register_forward_hook(hook_for(name)))
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape), device=device, dtype=dtype))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return records
