@@ -156,15 +156,15 @@ def check_geometry(g: LayerGeometry, where: str) -> None:
 
 
 def check_mask_params(mp: MaskParams | None, where: str) -> None:
-    """Scheme known, rates in (0, 1], threshold finite and >= 0, required fields present."""
+    """Scheme known, winner_rate in [0, 1], eps in (0, 1], threshold finite and >= 0, required fields present."""
     if mp is None:
         return
     if mp.scheme not in fmt.MASK_SCHEMES:
         fail(where, f"mask scheme must be one of {', '.join(fmt.MASK_SCHEMES)}, got {mp.scheme!r}")
-    for key in ("winner_rate", "eps"):
-        v = getattr(mp, key)
-        if v is not None and not (0 < v <= 1):
-            fail(where, f"mask {key} must be in (0, 1], got {v}")
+    if mp.winner_rate is not None and not (0 <= mp.winner_rate <= 1):
+        fail(where, f"mask winner_rate must be in [0, 1], got {mp.winner_rate}")
+    if mp.eps is not None and not (0 < mp.eps <= 1):
+        fail(where, f"mask eps must be in (0, 1], got {mp.eps}")
     if mp.threshold is not None and not (math.isfinite(mp.threshold) and mp.threshold >= 0):
         fail(where, f"mask threshold must be finite and >= 0, got {mp.threshold}")
     if mp.scheme in ("topk", "threshold-prediction") and mp.winner_rate is None:

@@ -137,8 +137,11 @@ def _atomic_save(tensors: dict, metadata: dict, path: str) -> None:
         raise AccelsimError(f"{path}: directory {directory} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         _save(tensors, metadata, tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp/safetensors make 0600; a trace is an ordinary file
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -1,0 +1,378 @@
+"""EIE-style activation broadcast: exact cycle counts by an event recurrence, plus outputs.
+
+The microarchitecture (docs/hardware-model.md, "EIE-style activation broadcast"): one
+activation per cycle is broadcast, in row-major input order, into every PE's FIFO (depth D);
+a free PE pops its head and works `cost` cycles on it (cost = stored entries of that PE in the
+columns the activation touches at valid output positions, or empty_slice_cycles if none).
+Broadcast stalls while any FIFO would stay full. The recurrence below gives exactly what
+accelsim.eie_reference's cycle-by-cycle loop gives (tests/test_eie.py checks it):
+
+    b_0 = 0, b_j = max(b_{j-1} + 1, max_p s_p(j - D))      broadcast cycle of activation j
+    s_p(j) = max(b_j + 1, e_p(j - 1)), e_p(j) = s_p(j) + cost_p(j), e_p(-1) = 0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from accelsim.encoding import WEIGHT_MODES, eie_columns, nonzero_csc
+from accelsim.errors import AccelsimError
+from accelsim.result import DataflowResult
+from accelsim.traces.schema import LayerGeometry, LayerRecord
+
+ACT_MODES = ("skip", "gate", "none")
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry
+
+
+def conv_dims(geo: LayerGeometry) -> tuple[int, ...]:
+    """(C, H, W, M, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw); linear layers as 1x1 convs."""
+    if geo.kind == "linear":
+        return (geo.in_shape[0], 1, 1, geo.out_shape[0], 1, 1, 1, 1, 1, 1, 0, 0, 1, 1)
+    c, h, w = geo.in_shape
+    m, oh, ow = geo.out_shape
+    return (c, h, w, m, oh, ow, *geo.kernel, *geo.stride, *geo.padding, *geo.dilation)
+
+
+def check_layer(layer: LayerRecord) -> None:
+    """One-line errors for a layer whose shapes do not fit together."""
+    geo = layer.geometry
+    name = geo.name
+    if geo.kind not in ("linear", "conv2d"):
+        raise AccelsimError(f"layer {name!r}: unknown kind {geo.kind!r}")
+    want_in = 1 if geo.kind == "linear" else 3
+    if len(geo.in_shape) != want_in or len(geo.out_shape) != want_in:
+        raise AccelsimError(f"layer {name!r}: {geo.kind} needs {want_in}-d in/out shapes")
+    c, h, w, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw = conv_dims(geo)
+    if min(kh, kw, sh, sw, dh, dw, geo.groups) < 1 or min(ph, pw) < 0:
+        raise AccelsimError(f"layer {name!r}: kernel/stride/dilation/groups must be >= 1")
+    if c % geo.groups or m % geo.groups:
+        raise AccelsimError(f"layer {name!r}: groups={geo.groups} must divide {c} and {m}")
+    eh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ew = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if (oh, ow) != (eh, ew):
+        raise AccelsimError(f"layer {name!r}: output {oh}x{ow} does not match the conv ({eh}x{ew})")
+    if tuple(layer.weight.shape) != tuple(geo.weight_shape):
+        raise AccelsimError(
+            f"layer {name!r}: weight shape {tuple(layer.weight.shape)} != {tuple(geo.weight_shape)}"
+        )
+    if tuple(layer.inputs.shape) != tuple(geo.in_shape):
+        raise AccelsimError(f"layer {name!r}: inputs shape {layer.inputs.shape} != {geo.in_shape}")
+
+
+# ---------------------------------------------------------------------------------------------
+# per-layer tables (computed once, shared by every sample)
+
+
+@njit(cache=True)
+def _tap_sum(table, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, empty, out):
+    """out[(c*h + y)*w + x, :] = sum of table[c, ky, kx, :] over the taps (ky, kx) that put input
+    (y, x) at a valid output position; entries left 0 become `empty` (when empty >= 0).
+
+    Separable: first over kx for every (c, ky, x), then over ky for every (c, y, x).
+    """
+    c_total, _, _, k = table.shape
+    vx = np.zeros((w, kw), dtype=np.bool_)
+    for x in range(w):
+        for kx in range(kw):
+            t = x + pw - kx * dw
+            vx[x, kx] = t >= 0 and t % sw == 0 and t // sw < ow
+    vy = np.zeros((h, kh), dtype=np.bool_)
+    for y in range(h):
+        for ky in range(kh):
+            t = y + ph - ky * dh
+            vy[y, ky] = t >= 0 and t % sh == 0 and t // sh < oh
+    tmp = np.zeros((kh, w, k), dtype=np.int64)
+    for c in range(c_total):
+        tmp[:] = 0
+        for ky in range(kh):
+            for x in range(w):
+                for kx in range(kw):
+                    if vx[x, kx]:
+                        for q in range(k):
+                            tmp[ky, x, q] += table[c, ky, kx, q]
+        for y in range(h):
+            for x in range(w):
+                row = (c * h + y) * w + x
+                for q in range(k):
+                    out[row, q] = 0
+                for ky in range(kh):
+                    if vy[y, ky]:
+                        for q in range(k):
+                            out[row, q] += tmp[ky, x, q]
+                if empty >= 0:
+                    for q in range(k):
+                        if out[row, q] == 0:
+                            out[row, q] = empty
+    return out
+
+
+class CostTables:
+    """Per input position: each PE's cost (n_in, N) int32, and totals over PEs (n_in,) int64 of
+    stored entries read, padding entries and MAC-spending entries."""
+
+    def __init__(self, layer: LayerRecord, num_pes: int, index_bits: int, empty_slice_cycles: int,
+                 weight_mode: str):
+        geo = layer.geometry
+        c, h, w, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw = conv_dims(geo)
+        cols = eie_columns(layer.weight, geo, num_pes, index_bits)
+        entries = cols.entries(weight_mode)
+        dims = (h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+        per_pe = np.ascontiguousarray(entries.T.reshape(c, kh, kw, num_pes))
+        self.cost = _tap_sum(per_pe, *dims, int(empty_slice_cycles),
+                             np.empty((c * h * w, num_pes), dtype=np.int32))
+        pad = cols.padding if weight_mode == "skip" else np.zeros_like(entries)
+        totals = np.stack(
+            [entries.sum(axis=0), pad.sum(axis=0), cols.mac_entries(weight_mode).sum(axis=0)],
+            axis=1,
+        ).reshape(c, kh, kw, 3)
+        t = _tap_sum(np.ascontiguousarray(totals), *dims, -1,
+                     np.empty((c * h * w, 3), dtype=np.int64))
+        self.entries_tot = np.ascontiguousarray(t[:, 0])
+        self.padding_tot = np.ascontiguousarray(t[:, 1])
+        self.mac_tot = np.ascontiguousarray(t[:, 2])
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels
+
+
+@njit(cache=True)
+def _timing_one(cost, idx, lo, hi, depth, e, ring):
+    """Recurrence over broadcasts idx[lo:hi]; returns (T, busy, stall, starve, tail)."""
+    n_pes = cost.shape[1]
+    for p in range(n_pes):
+        e[p] = 0
+    busy = 0
+    stall = 0
+    starve = 0
+    b_prev = -1
+    for jj in range(hi - lo):
+        pos = idx[lo + jj]
+        b = b_prev + 1
+        if jj >= depth:
+            r = ring[jj % depth]
+            if r > b:
+                b = r
+        if jj > 0:
+            stall += b - b_prev - 1
+        ms = 0
+        for p in range(n_pes):
+            ep = e[p]
+            sp = b + 1 if b + 1 > ep else ep
+            starve += sp - ep
+            cp = cost[pos, p]
+            busy += cp
+            e[p] = sp + cp
+            if sp > ms:
+                ms = sp
+        ring[jj % depth] = ms
+        b_prev = b
+    t_end = 0
+    for p in range(n_pes):
+        if e[p] > t_end:
+            t_end = e[p]
+    tail = 0
+    if hi > lo:
+        for p in range(n_pes):
+            tail += t_end - e[p]
+    return t_end, busy, stall, starve, tail
+
+
+@njit(cache=True, parallel=True)
+def _timing(cost, indptr, idx, depth, entries_tot, padding_tot):
+    """Per-sample counters (S, 7): T, busy, stall, starve, tail, weight_read, padding."""
+    n_samples = indptr.shape[0] - 1
+    out = np.zeros((n_samples, 7), dtype=np.int64)
+    n_pes = cost.shape[1]
+    for s in prange(n_samples):
+        e = np.zeros(n_pes, dtype=np.int64)
+        ring = np.zeros(depth, dtype=np.int64)
+        lo, hi = indptr[s], indptr[s + 1]
+        t_end, busy, stall, starve, tail = _timing_one(cost, idx, lo, hi, depth, e, ring)
+        wr = 0
+        pd = 0
+        for jj in range(lo, hi):
+            wr += entries_tot[idx[jj]]
+            pd += padding_tot[idx[jj]]
+        out[s, 0] = t_end
+        out[s, 1] = busy
+        out[s, 2] = stall
+        out[s, 3] = starve
+        out[s, 4] = tail
+        out[s, 5] = wr
+        out[s, 6] = pd
+    return out
+
+
+@njit(cache=True)
+def _gather_sums(indptr, idx, table):
+    """Per-sample sum of table[idx] over each sample's positions."""
+    n_samples = indptr.shape[0] - 1
+    out = np.zeros(n_samples, dtype=np.int64)
+    for s in range(n_samples):
+        acc = 0
+        for jj in range(indptr[s], indptr[s + 1]):
+            acc += table[idx[jj]]
+        out[s] = acc
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _functional(indptr, idx, vals, col_ptr, rows, wvals, bias, n_out, dims):
+    """Outputs of the first n_out samples from the processed (weight entry, activation) pairs.
+
+    Pairs with a zero operand add nothing, so only non-zero x non-zero pairs are visited:
+    O(effective MACs). Accumulates in float64, rounds once to float32.
+    """
+    h, w, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw = dims
+    out = np.zeros((n_out, m, oh, ow), dtype=np.float32)
+    for s in prange(n_out):
+        acc = np.zeros((m, oh, ow), dtype=np.float64)
+        for jj in range(indptr[s], indptr[s + 1]):
+            pos = idx[jj]
+            a = np.float64(vals[jj])
+            c = pos // (h * w)
+            y = (pos // w) % h
+            x = pos % w
+            for ky in range(kh):
+                ty = y + ph - ky * dh
+                if ty < 0 or ty % sh != 0 or ty // sh >= oh:
+                    continue
+                oy = ty // sh
+                for kx in range(kw):
+                    tx = x + pw - kx * dw
+                    if tx < 0 or tx % sw != 0 or tx // sw >= ow:
+                        continue
+                    ox = tx // sw
+                    col = (c * kh + ky) * kw + kx
+                    for q in range(col_ptr[col], col_ptr[col + 1]):
+                        acc[rows[q], oy, ox] += np.float64(wvals[q]) * a
+        for mm in range(m):
+            for yy in range(oh):
+                for xx in range(ow):
+                    out[s, mm, yy, xx] = np.float32(acc[mm, yy, xx] + bias[mm])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point
+
+
+def _nonzero_inputs(layer: LayerRecord, n_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, positions, values) of the non-zero input activations of the first n_samples."""
+    batch = layer.inputs
+    end = int(batch.indptr[n_samples])
+    idx = np.asarray(batch.indices[:end], dtype=np.int64)
+    if batch.values is None:  # a position set: every listed position holds 1.0
+        vals = np.ones(end, dtype=np.float32)
+    else:
+        vals = np.asarray(batch.values[:end], dtype=np.float32)
+    keep = vals != 0
+    sample_of = np.repeat(np.arange(n_samples), np.diff(batch.indptr[: n_samples + 1]))
+    indptr = np.zeros(n_samples + 1, dtype=np.int64)
+    np.cumsum(np.bincount(sample_of[keep], minlength=n_samples), out=indptr[1:])
+    return indptr, idx[keep], vals[keep]
+
+
+def _check_args(num_pes, fifo_depth, index_bits, empty_slice_cycles, act_mode, weight_mode):
+    for key, value, low in (("num_pes", num_pes, 1), ("fifo_depth", fifo_depth, 1),
+                            ("index_bits", index_bits, 1),
+                            ("empty_slice_cycles", empty_slice_cycles, 0)):
+        if int(value) != value or value < low:
+            raise AccelsimError(f"eie.{key} must be an integer >= {low}, got {value!r}")
+    if act_mode not in ACT_MODES:
+        raise AccelsimError(f"sparsity.activations must be one of {ACT_MODES}, got {act_mode!r}")
+    if weight_mode not in WEIGHT_MODES:
+        raise AccelsimError(f"sparsity.weights must be one of {WEIGHT_MODES}, got {weight_mode!r}")
+
+
+def simulate_eie(
+    layer: LayerRecord,
+    *,
+    num_pes: int,
+    fifo_depth: int,
+    index_bits: int,
+    empty_slice_cycles: int,
+    act_mode: str,
+    weight_mode: str,
+    functional: bool = True,
+    samples: int | None = None,
+) -> DataflowResult:
+    """Replay one layer on an EIE-style array (batch 1 per sample, samples independent).
+
+    samples: simulate only the first `samples` samples (None = all). Outputs (when functional)
+    cover the first S_out of those, S_out = rows of layer.outputs (0 when none were recorded).
+    """
+    _check_args(num_pes, fifo_depth, index_bits, empty_slice_cycles, act_mode, weight_mode)
+    check_layer(layer)
+    geo = layer.geometry
+    n_total = layer.inputs.num_samples
+    n_samples = n_total if samples is None else max(0, min(int(samples), n_total))
+    n_in = int(np.prod(geo.in_shape))
+    n_out_elems = int(np.prod(geo.out_shape))
+    tables = CostTables(layer, int(num_pes), int(index_bits), int(empty_slice_cycles), weight_mode)
+    nz_indptr, nz_idx, nz_vals = _nonzero_inputs(layer, n_samples)
+
+    if act_mode == "skip":
+        per = _timing(tables.cost, nz_indptr, nz_idx, int(fifo_depth),
+                      tables.entries_tot, tables.padding_tot)
+        n_bcast = np.diff(nz_indptr)
+    else:  # every activation is broadcast: the timing is the same for every sample
+        all_pos = np.arange(n_in, dtype=np.int64)
+        one = _timing(tables.cost, np.array([0, n_in], dtype=np.int64), all_pos, int(fifo_depth),
+                      tables.entries_tot, tables.padding_tot)
+        per = np.repeat(one, n_samples, axis=0)
+        n_bcast = np.full(n_samples, n_in, dtype=np.int64)
+    if act_mode == "none":
+        mac = np.full(n_samples, int(tables.mac_tot.sum()), dtype=np.int64)
+    else:
+        mac = _gather_sums(nz_indptr, nz_idx, tables.mac_tot)
+
+    cycles = per[:, 0].copy()
+    total_bcast = int(n_bcast.sum())
+    n = int(num_pes)
+    counters = {
+        "cycles": int(cycles.sum()),
+        "busy_pe_cycles": int(per[:, 1].sum()),
+        "stall_cycles": int(per[:, 2].sum()),
+        "starve_pe_cycles": int(per[:, 3].sum()),
+        "tail_pe_cycles": int(per[:, 4].sum()),
+        "padding_entries": int(per[:, 6].sum()),
+        "mac": int(mac.sum()),
+        "weight_read": int(per[:, 5].sum()),
+        "pointer_read": n * total_bcast,
+        "act_read": n_in * n_samples,
+        "act_write": n_out_elems * n_samples,
+        "fifo_push": n * total_bcast,
+        "fifo_pop": n * total_bcast,
+        "nzd": n_in * n_samples,
+        "pe_cycle": n * int(cycles.sum()),
+    }
+    outputs = None
+    if functional:
+        s_out = 0 if layer.outputs is None else min(int(layer.outputs.shape[0]), n_samples)
+        outputs = functional_outputs(layer, s_out, nz_indptr, nz_idx, nz_vals)
+    return DataflowResult(
+        cycles=cycles,
+        counters=counters,
+        num_units=n,
+        outputs=outputs,
+        extra={"dataflow": "eie", "broadcasts": total_bcast, "samples": n_samples},
+    )
+
+
+def functional_outputs(layer: LayerRecord, n_out: int, indptr=None, idx=None, vals=None) -> np.ndarray:
+    """(n_out, *out_shape) float32 outputs of the first n_out samples, bias included."""
+    geo = layer.geometry
+    if indptr is None:
+        indptr, idx, vals = _nonzero_inputs(layer, n_out)
+    c, h, w, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw = conv_dims(geo)
+    col_ptr, rows, wvals = nonzero_csc(layer.weight, geo)
+    bias = np.zeros(m, dtype=np.float64) if layer.bias is None else layer.bias.astype(np.float64)
+    dims = (h, w, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+    out = _functional(indptr, idx, vals, col_ptr, rows, wvals, bias, int(n_out), dims)
+    return out.reshape((int(n_out), *geo.out_shape))

@@ -1,0 +1,115 @@
+"""`accelsim trace ...` commands: info, validate, synth. Only click is imported at the top;
+numpy, rich, pandas and torch load inside the commands that need them."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("trace")
+def trace() -> None:
+    """Inspect, validate and synthesise trace files."""
+
+
+def _shape(s) -> str:
+    return "x".join(str(int(d)) for d in s)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _macs(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+@trace.command("info")
+@click.argument("path")
+def info(path: str) -> None:
+    """Per-layer densities, dense and effective MACs of the trace at PATH."""
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from accelsim.traces.info import trace_stats
+    from accelsim.traces.reader import open_trace
+
+    t = open_trace(path)
+    df = trace_stats(t)
+    m = t.meta
+    acc = m["accuracy"]
+    acc_s = "n/a" if acc is None else f"{100 * acc['value']:.2f}% on {acc['num_samples']} samples"
+    split = f" ({m['split']})" if m.get("split") else ""
+    console = Console(width=None if sys.stdout.isatty() else 200)  # files/pipes: no wrapping
+    console.print(f"trace: {path}", highlight=False)
+    console.print(f"model: {m['model']}   method: {m['method']}   dataset: {m['dataset']}{split}",
+                  highlight=False)
+    console.print(f"samples: {m['num_samples']} (outputs kept for {m['output_samples']})   "
+                  f"accuracy: {acc_s}   format: v{m['format_version']}", highlight=False)
+    table = Table(show_footer=True)
+    tot_w = df["weights"].sum()
+    dense, eff, est = df["dense_macs"].sum(), df["effective_macs"].sum(), df["estimated_macs"].sum()
+    cols = [
+        ("layer", "total"), ("kind", ""), ("in", ""), ("out", ""),
+        ("weight dens.", _pct(df["weight_nnz"].sum() / max(tot_w, 1))),
+        ("act dens. mean", ""), ("act min", ""), ("act max", ""), ("mask", ""),
+        ("dense MACs", _macs(dense)), ("effective MACs", _macs(eff)),
+        ("eff/dense", _pct(eff / max(dense, 1))), ("paper estimate", _macs(est)),
+    ]
+    for i, (name, foot) in enumerate(cols):
+        table.add_column(name, footer=foot, justify="left" if i < 4 else "right")
+    for r in df.itertuples(index=False):
+        table.add_row(r.layer, r.kind, _shape(r.in_shape), _shape(r.out_shape),
+                      _pct(r.weight_density), _pct(r.act_density_mean), _pct(r.act_density_min),
+                      _pct(r.act_density_max),
+                      r.dynamic_mask if isinstance(r.dynamic_mask, str) else "-", _macs(r.dense_macs),
+                      _macs(r.effective_macs), _pct(r.effective_macs / max(r.dense_macs, 1)),
+                      _macs(r.estimated_macs))
+    console.print(table)
+
+
+@trace.command("validate")
+@click.argument("path")
+def validate(path: str) -> None:
+    """Check every field of every layer of the trace at PATH (exit 2 on the first problem)."""
+    from accelsim.traces.reader import validate_trace
+
+    t = validate_trace(path)
+    click.echo(f"{path}: ok ({len(t)} layers, {t.num_samples} samples, format v{t.meta['format_version']})")
+
+
+def _density(value: str, option: str):
+    """A float, or layer=density pairs separated by commas."""
+    from accelsim.errors import AccelsimError
+
+    try:
+        if "=" not in value:
+            return float(value)
+        out = {}
+        for part in value.split(","):
+            k, v = part.split("=")
+            out[k.strip()] = float(v)
+        return out
+    except ValueError:
+        raise AccelsimError(f"{option}: expected a number or layer=density pairs, got {value!r}") from None
+
+
+@trace.command("synth")
+@click.option("--model", "model", required=True, help="zoo model (mlp3, lenet4, convnet5, alexnet, resnet50, wrn32)")
+@click.option("--weight-density", default="1.0", show_default=True,
+              help="kept weights per layer: a fraction, or layer=fraction,... (others dense)")
+@click.option("--act-density", default="1.0", show_default=True,
+              help="top-k winner rate on every hidden layer's input, or layer=rate,...")
+@click.option("--samples", default=1, show_default=True, type=int, help="random input images")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--output-samples", default=None, type=int, help="samples whose outputs are kept (default all)")
+@click.option("--out", "out", required=True, help="trace file to write (.trace.safetensors)")
+def synth(model: str, weight_density: str, act_density: str, samples: int, seed: int,
+          output_samples: int | None, out: str) -> None:
+    """Write a synthetic trace of a zoo model (random weights and images, chosen densities)."""
+    from accelsim.traces.synthetic import synthetic_trace
+
+    path = synthetic_trace(model, out, _density(weight_density, "--weight-density"),
+                           _density(act_density, "--act-density"), samples, seed, output_samples)
+    click.echo(f"wrote {path}")

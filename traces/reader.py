@@ -1,0 +1,221 @@
+"""Lazy, validated reader of trace files (format v1). numpy + safetensors only, never torch.
+
+open_trace() checks the container and the metadata JSON up front; Trace.layer() loads one
+layer's tensors (memory-mapped by safetensors) and checks dtype, shape, crc32, finiteness,
+index order and the relations between fields before handing out a LayerRecord.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import numpy as np
+from safetensors import safe_open
+
+from accelsim.errors import AccelsimError
+from accelsim.traces import format as fmt
+from accelsim.traces.schema import LayerGeometry, LayerRecord, SparseBatch
+from accelsim.traces.validate import (
+    check_finite, check_meta, check_record, check_sorted_unique, fail,
+)
+
+_MAX_HEADER = 100_000_000  # the safetensors library's own header limit
+
+
+def _read_container(path: str) -> tuple[dict, dict]:
+    """(metadata JSON document, {tensor name: (dtype str, shape)}) or a one-line error."""
+    if not os.path.exists(path):
+        fail(path, "no such file")
+    if os.path.isdir(path):
+        fail(path, "is a directory, not a trace file")
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            fail(path, f"not a trace: {size} bytes is too short for a safetensors file")
+        (n,) = struct.unpack("<Q", head)
+        if n > _MAX_HEADER or 8 + n > size:
+            fail(path, "not a safetensors file, or truncated (header length beyond end of file)")
+        header_bytes = fh.read(n)
+    try:
+        header = json.loads(header_bytes)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        fail(path, "not a safetensors file (header is not JSON)")
+    if not isinstance(header, dict):
+        fail(path, "not a safetensors file (header is not a JSON object)")
+    ends = [v["data_offsets"][1] for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict) and isinstance(v.get("data_offsets"), list)
+            and len(v["data_offsets"]) == 2 and isinstance(v["data_offsets"][1], int)]
+    if 8 + n + max(ends, default=0) > size:
+        fail(path, f"truncated: tensor data needs {8 + n + max(ends)} bytes, file has {size}")
+    try:
+        with safe_open(path, framework="numpy") as f:
+            raw_meta = f.metadata() or {}
+            info = {k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape()))
+                    for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types
+        msg = " ".join(str(exc).split())
+        fail(path, f"not a valid safetensors file or truncated ({msg})")
+    if fmt.METADATA_KEY not in raw_meta:
+        fail(path, f"not an accelsim trace (no {fmt.METADATA_KEY!r} metadata)")
+    try:
+        meta = json.loads(raw_meta[fmt.METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        fail(path, f"metadata {fmt.METADATA_KEY!r} is not valid JSON ({exc.msg} at char {exc.pos})")
+    check_meta(meta, path)
+    return meta, info
+
+
+_ST_DTYPES = {"F32": "<f4", "I64": "<i8", "U16": "<u2", "U32": "<u4"}
+
+
+class Trace:
+    """An open trace file. Cheap to open; layers are loaded one at a time on request."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.meta, self._info = _read_container(self.path)
+        self.geometries: list[LayerGeometry] = [fmt.geometry_from_json(d) for d in self.meta["layers"]]
+        self._by_name = {g.name: i for i, g in enumerate(self.geometries)}
+        self._check_tensor_table()
+
+    # -- container-level checks (no tensor data read)
+
+    def _check_tensor_table(self) -> None:
+        n_out = self.meta["output_samples"]
+        for i, layer in enumerate(self.meta["layers"]):
+            where = self._where(i)
+            expected = {fmt.tensor_name(i, f) for f in fmt.expected_tensors(layer, n_out)}
+            listed = set(layer["tensors"])
+            if expected != listed:
+                extra, miss = sorted(listed - expected), sorted(expected - listed)
+                fail(where, f"metadata tensor list is wrong (missing {miss}, unexpected {extra})")
+            absent = sorted(t for t in expected if t not in self._info)
+            if absent:
+                fail(where, f"missing tensor {absent[0]}")
+
+    def _where(self, i: int) -> str:
+        return f"{self.path}: layer {i} ({self.meta['layers'][i]['name']})"
+
+    # -- public API
+
+    def __len__(self) -> int:
+        return len(self.geometries)
+
+    def __repr__(self) -> str:
+        m = self.meta
+        return (f"Trace({self.path!r}, model={m['model']!r}, method={m['method']!r}, "
+                f"layers={len(self)}, samples={m['num_samples']})")
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.meta["num_samples"])
+
+    @property
+    def output_samples(self) -> int:
+        return int(self.meta["output_samples"])
+
+    @property
+    def names(self) -> list[str]:
+        return [g.name for g in self.geometries]
+
+    def index(self, key: int | str) -> int:
+        if isinstance(key, str):
+            if key not in self._by_name:
+                raise AccelsimError(f"{self.path}: no layer named {key!r} "
+                                    f"(layers: {', '.join(self.names)})")
+            return self._by_name[key]
+        if not -len(self) <= key < len(self):
+            raise AccelsimError(f"{self.path}: layer index {key} out of range (0..{len(self) - 1})")
+        return key % len(self)
+
+    def layer(self, key: int | str) -> LayerRecord:
+        """Load and validate one layer (by execution index or name)."""
+        i = self.index(key)
+        where = self._where(i)
+        layer = self.meta["layers"][i]
+        g = self.geometries[i]
+        n, n_out = self.num_samples, self.output_samples
+        with safe_open(self.path, framework="numpy") as f:
+            def get(field, dtype, shape=None):
+                name = fmt.tensor_name(i, field)
+                st_dtype, st_shape = self._info[name]
+                if _ST_DTYPES.get(st_dtype) != np.dtype(dtype).str:
+                    fail(where, f"tensor {name} has dtype {st_dtype}, expected "
+                                f"{np.dtype(dtype).name}")
+                if shape is not None and st_shape != tuple(shape):
+                    fail(where, f"tensor {name} has shape {st_shape}, expected {tuple(shape)}")
+                if len(st_shape) != (1 if shape is None else len(shape)):
+                    fail(where, f"tensor {name} must be 1-d, has shape {st_shape}")
+                arr = f.get_tensor(name)
+                if fmt.crc32(arr) != layer["tensors"][name]["crc32"]:
+                    fail(where, f"tensor {name} is corrupt (crc32 mismatch)")
+                if arr.dtype.kind == "f":
+                    check_finite(arr, where, f"tensor {name}")
+                return arr
+
+            def csr(field, shape, with_values):
+                size = int(np.prod(shape))
+                ptr = get(f"{field}.indptr", fmt.INDPTR, (n + 1,))
+                idx = get(f"{field}.indices", fmt.index_dtype(size))
+                vals = get(f"{field}.values", fmt.FLOAT, idx.shape) if with_values else None
+                return SparseBatch(shape=tuple(shape), indptr=ptr,
+                                   indices=idx.astype(np.uint32), values=vals)
+
+            wshape = g.weight_shape
+            wsize = int(np.prod(wshape))
+            if layer["weight_encoding"] == "dense":
+                weight, wmask = get("weight", fmt.FLOAT, wshape), None
+            else:
+                idx = get("weight.indices", fmt.WEIGHT_INDEX)
+                vals = get("weight.values", fmt.FLOAT, idx.shape)
+                check_sorted_unique(idx, wsize, where, f"tensor {fmt.tensor_name(i, 'weight.indices')}")
+                flat_w = np.zeros(wsize, dtype=np.float32)
+                flat_m = np.zeros(wsize, dtype=bool)
+                flat_w[idx] = vals
+                flat_m[idx] = True
+                weight, wmask = flat_w.reshape(wshape), flat_m.reshape(wshape)
+            bias = get("bias", fmt.FLOAT, (g.out_shape[0],)) if g.has_bias else None
+            inputs = csr("inputs", g.in_shape, True)
+            premask = act_mask = None
+            mp = fmt.mask_from_json(layer["mask"])
+            if mp is not None:
+                premask = csr("premask", g.in_shape, True)
+                act_mask = csr("act_mask", g.in_shape, False)
+            outputs = get("outputs", fmt.FLOAT, (n_out, *g.out_shape)) if n_out else None
+        rec = LayerRecord(geometry=g, weight=weight, weight_mask=wmask, bias=bias, inputs=inputs,
+                          premask=premask, act_mask=act_mask, mask_params=mp, outputs=outputs)
+        check_record(rec, where, n, n_out)
+        return rec
+
+    def layers(self):
+        """Iterate over all layers, loading each in turn."""
+        for i in range(len(self)):
+            yield self.layer(i)
+
+    def __iter__(self):
+        return self.layers()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def open_trace(path) -> Trace:
+    """Open a trace file: checks the container and metadata now, layer tensors on load."""
+    return Trace(path)
+
+
+def validate_trace(path) -> Trace:
+    """Open and load every layer, raising AccelsimError at the first problem."""
+    trace = open_trace(path)
+    for i in range(len(trace)):
+        trace.layer(i)
+    return trace
+
+
+__all__ = ["Trace", "open_trace", "validate_trace"]

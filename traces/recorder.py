@@ -1,0 +1,276 @@
+"""Record a trace from any torch nn.Module with forward hooks (the only torch module of traces).
+
+Every nn.Conv2d and nn.Linear is captured, in execution order: its input as fed (sparse),
+its output before any non-linearity (first S_out samples), its weight as used. Dynamic masks
+(modules with `accelsim_mask = True`, see accelsim.models.masks) are attached to the compute
+layer whose input tensor is the mask's output (same storage pointer and element count), so the
+pre-mask activations and the winners travel with that layer. Batches are encoded to CSR as they
+come, so dense activations of all samples are never held at once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from accelsim.errors import AccelsimError
+from accelsim.traces.schema import LayerRecord, MaskParams, SparseBatch
+from accelsim.traces.writer import write_trace
+
+try:  # the models helper's geometry function; a local copy keeps the recorder standalone
+    from accelsim.models.counting import geometry_of
+except ImportError:  # pragma: no cover - only while models/ is incomplete
+    geometry_of = None
+
+
+def _geometry(name: str, module: nn.Module, in_shape: tuple, out_shape: tuple):
+    if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
+        raise AccelsimError(f"layer {name}: padding_mode={module.padding_mode!r} is not supported "
+                            "(traces model zero padding only)")
+    if geometry_of is None:
+        raise AccelsimError("accelsim.models.counting is missing; cannot build layer geometry")
+    return geometry_of(name, module, in_shape, out_shape)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
+def _mask_params(module: nn.Module) -> MaskParams | None:
+    """MaskParams of a mask module, or None when it masks nothing (scheme 'off')."""
+    p = module.mask_params()
+    if isinstance(p, MaskParams):
+        return None if p.scheme == "off" else p
+    if p is None or p.get("scheme") == "off":
+        return None
+    return MaskParams(scheme=p["scheme"], winner_rate=p.get("winner_rate"),
+                      threshold=p.get("threshold"), eps=p.get("eps"))
+
+
+class _Chunks:
+    """Per-batch CSR pieces of one field, concatenated at the end."""
+
+    def __init__(self) -> None:
+        self.counts: list[np.ndarray] = []
+        self.indices: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+
+    def add(self, enc: SparseBatch) -> None:
+        self.counts.append(np.diff(enc.indptr))
+        self.indices.append(enc.indices)
+        if enc.values is not None:
+            self.values.append(enc.values)
+
+    def batch(self, shape: tuple, with_values: bool) -> SparseBatch:
+        indptr = np.zeros(sum(len(c) for c in self.counts) + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(self.counts), out=indptr[1:])
+        return SparseBatch(shape=shape, indptr=indptr,
+                           indices=np.concatenate(self.indices).astype(np.uint32),
+                           values=np.concatenate(self.values) if with_values else None)
+
+
+@dataclass
+class _Layer:
+    name: str
+    module: nn.Module
+    geometry: object = None
+    weight: np.ndarray | None = None
+    weight_mask: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    mask_params: MaskParams | None = None
+    masked: bool | None = None  # whether a dynamic mask fed this layer (fixed by batch 1)
+    inputs: _Chunks = field(default_factory=_Chunks)
+    premask: _Chunks = field(default_factory=_Chunks)
+    act_mask: _Chunks = field(default_factory=_Chunks)
+    outputs: list[np.ndarray] = field(default_factory=list)
+    in_shape: tuple = ()
+
+
+class TraceRecorder:
+    """Context manager: hooks a model, records every batch run through it, writes a trace.
+
+        with TraceRecorder(model, output_samples=100) as rec:
+            for x in batches:
+                model(x)
+        rec.write("run.trace.safetensors", {"model": ..., "method": ..., "dataset": ...})
+
+    Inside the block the model is in eval mode, gradients are off and mask modules keep their
+    last pre-mask input and mask; all of it is restored on exit.
+    """
+
+    def __init__(self, model: nn.Module, output_samples: int | None = None) -> None:
+        if output_samples is not None and output_samples < 0:
+            raise AccelsimError(f"output_samples must be >= 0, got {output_samples}")
+        self.model = model
+        self.output_samples = output_samples
+        self.num_samples = 0
+        self._layers: dict[str, _Layer] = {}
+        self._order: list[str] = []  # execution order, fixed by the first batch
+        self._batch_calls: list[str] = []
+        self._batch_masks: list[tuple] = []  # (data_ptr, numel, module, output ref)
+        self._handles: list = []
+        self._restore: list = []
+
+    # -- context management
+
+    def __enter__(self) -> "TraceRecorder":
+        compute = [(n, m) for n, m in self.model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        if not compute:
+            raise AccelsimError(f"{type(self.model).__name__} has no nn.Conv2d or nn.Linear layer to record")
+        self._restore.append(lambda was=self.model.training: self.model.train(was))
+        self.model.eval()
+        grad = torch.no_grad()
+        grad.__enter__()
+        self._restore.append(lambda: grad.__exit__(None, None, None))
+        h = self._handles
+        h.append(self.model.register_forward_pre_hook(self._batch_start))
+        h.append(self.model.register_forward_hook(self._batch_end))
+        for name, mod in self.model.named_modules():
+            if getattr(mod, "accelsim_mask", False) is True:
+                self._restore.append(lambda m=mod, k=getattr(mod, "keep_last", False): setattr(m, "keep_last", k))
+                mod.keep_last = True
+                h.append(mod.register_forward_hook(self._mask_hook))
+        for name, mod in compute:
+            self._layers[name] = _Layer(name, mod)
+            h.append(mod.register_forward_pre_hook(self._pre_hook(name)))
+            h.append(mod.register_forward_hook(self._post_hook(name)))
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for undo in reversed(self._restore):
+            undo()
+        self._restore.clear()
+        self._batch_masks.clear()
+        return False
+
+    # -- hooks
+
+    def _batch_start(self, module, args) -> None:
+        self._batch_calls = []
+        self._batch_masks = []
+
+    def _batch_end(self, module, args, output) -> None:
+        first = not self._order
+        if first:
+            self._order = list(self._batch_calls)
+        elif self._batch_calls != self._order:
+            raise AccelsimError("the model ran its layers in a different order than in the first "
+                                "batch; traces need a fixed layer sequence")
+        if not self._order:
+            raise AccelsimError("no nn.Conv2d or nn.Linear layer ran in the forward pass")
+        x = args[0] if args else None
+        self.num_samples += int(x.shape[0]) if isinstance(x, torch.Tensor) else 0
+        self._batch_masks = []
+
+    def _mask_hook(self, module, args, output) -> None:
+        params = _mask_params(module)
+        if params is None:
+            return
+        if module.last_premask is None or module.last_mask is None:
+            raise AccelsimError(f"mask module {type(module).__name__} did not keep last_premask/last_mask")
+        self._batch_masks.append((output.data_ptr(), output.numel(), module, output, params))
+
+    def _pre_hook(self, name: str):
+        def hook(module, args):
+            if name in self._batch_calls:
+                raise AccelsimError(f"layer {name} was called twice in one forward pass; a trace "
+                                    "needs each Conv2d/Linear to run once per sample (use separate modules)")
+            self._batch_calls.append(name)
+            rec = self._layers[name]
+            x = args[0]
+            b = int(x.shape[0])
+            rec.in_shape = tuple(int(d) for d in x.shape[1:])
+            flat = _np(x).reshape(b, -1)
+            rec.inputs.add(SparseBatch.from_dense(flat))
+            found = None
+            for ptr, numel, mmod, _ref, params in self._batch_masks:
+                if ptr == x.data_ptr() and numel == x.numel():
+                    found = (mmod, params)
+            if rec.masked is None:
+                rec.masked = found is not None
+            elif rec.masked != (found is not None):
+                raise AccelsimError(f"layer {name}: a dynamic mask fed it in some batches but not in others")
+            if found is not None:
+                mmod, params = found
+                if rec.mask_params is None:
+                    rec.mask_params = params
+                rec.premask.add(SparseBatch.from_dense(_np(mmod.last_premask).reshape(b, -1)))
+                rec.act_mask.add(SparseBatch.positions_from_bool(
+                    mmod.last_mask.detach().cpu().numpy().reshape(b, -1)))
+        return hook
+
+    def _post_hook(self, name: str):
+        def hook(module, args, output):
+            rec = self._layers[name]
+            b = int(output.shape[0])
+            if rec.geometry is None:
+                rec.geometry = _geometry(name, module, rec.in_shape, tuple(output.shape[1:]))
+                self._capture_weights(rec, module)
+            have = sum(len(o) for o in rec.outputs)
+            want = b if self.output_samples is None else max(0, min(b, self.output_samples - have))
+            if want:
+                rec.outputs.append(_np(output[:want]))
+        return hook
+
+    @staticmethod
+    def _capture_weights(rec: _Layer, module: nn.Module) -> None:
+        w = _np(module.weight)
+        mask = getattr(module, "weight_mask", None)
+        if isinstance(mask, torch.Tensor):
+            mask = mask.detach().cpu().numpy().astype(bool)
+            if mask.shape != w.shape:
+                raise AccelsimError(f"layer {rec.name}: weight_mask shape {mask.shape} does not "
+                                    f"match the weight {w.shape}")
+            w = np.where(mask, w, np.float32(0)).astype(np.float32)
+            rec.weight_mask = mask
+        rec.weight = w
+        rec.bias = None if module.bias is None else _np(module.bias)
+
+    # -- results
+
+    def records(self) -> list[LayerRecord]:
+        """One LayerRecord per executed compute layer, in execution order."""
+        if not self._order:
+            raise AccelsimError("nothing was recorded: run at least one batch through the model")
+        out = []
+        for name in self._order:
+            r = self._layers[name]
+            g = r.geometry
+            outputs = np.concatenate(r.outputs) if r.outputs else None
+            out.append(LayerRecord(
+                geometry=g, weight=r.weight, weight_mask=r.weight_mask, bias=r.bias,
+                inputs=r.inputs.batch(g.in_shape, True),
+                premask=r.premask.batch(g.in_shape, True) if r.masked else None,
+                act_mask=r.act_mask.batch(g.in_shape, False) if r.masked else None,
+                mask_params=r.mask_params if r.masked else None,
+                outputs=outputs))
+        return out
+
+    def write(self, path, meta: dict) -> None:
+        write_trace(path, meta, self.records())
+
+
+def _as_input(batch) -> torch.Tensor:
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+        return batch[0]
+    raise AccelsimError(f"a batch must be a tensor or an (inputs, labels) pair, got {type(batch).__name__}")
+
+
+def record_trace(model: nn.Module, batches, out_path, meta: dict,
+                 output_samples: int | None = None) -> str:
+    """Run `batches` (tensors or (x, y) pairs) through `model`, write the trace, return its path."""
+    with TraceRecorder(model, output_samples) as rec:
+        for batch in batches:
+            model(_as_input(batch))
+    out_path = os.fspath(out_path)
+    rec.write(out_path, meta)
+    return out_path
