@@ -71,7 +71,10 @@ def print_report(report, console=None) -> None:
 
     from accelsim.report import summary
 
-    console = console or Console()
+    import sys
+
+    # Wide enough for every column when writing to a file or a pipe (rich assumes 80 there).
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
     for (trace, arch), group in report.groupby(["trace", "arch"], sort=False):
         table = Table(title=f"{trace} on {arch}", title_justify="left")
         for col in ("layer", "variant", "cycles", "load bal.", "util.", "eff. MACs", "energy (nJ)", "top-k cyc", "mask mism."):
