@@ -24,18 +24,37 @@ def _exact_positions(rng: np.random.Generator, size: int, density: float) -> np.
     return np.sort(rng.choice(size, size=k, replace=False)) if k else np.zeros(0, np.int64)
 
 
+def _skewed_positions(rng: np.random.Generator, shape: tuple[int, ...], density: float, sigma: float) -> np.ndarray:
+    """Exactly round(density * size) positions, rows (output channels) kept with lognormal(sigma)
+    relative weights: magnitude pruning of trained layers leaves some rows much denser than others."""
+    rows, per_row = shape[0], int(np.prod(shape[1:]))
+    k = int(round(density * rows * per_row))
+    row_weight = rng.lognormal(0.0, sigma, rows)
+    p = np.repeat(row_weight / per_row, per_row)
+    p /= p.sum()
+    return np.sort(rng.choice(rows * per_row, size=k, replace=False, p=p))
+
+
 def random_layer(
     geometry: LayerGeometry,
     weight_density: float,
     act_density: float,
     samples: int = 1,
     seed: int = 0,
+    row_skew: float = 0.0,
 ) -> LayerRecord:
-    """A layer with weights and activations at exactly the given densities (no recorded outputs)."""
+    """A layer with weights and activations at exactly the given densities (no recorded outputs).
+
+    row_skew = 0 spreads the kept weights uniformly; row_skew = sigma > 0 draws each output row's
+    share from a lognormal(0, sigma), the imbalance that hurts an interleaved PE array.
+    """
     rng = np.random.default_rng(seed)
     wsize = int(np.prod(geometry.weight_shape))
     weight = np.zeros(wsize, np.float32)
-    kept = _exact_positions(rng, wsize, weight_density)
+    if row_skew > 0:
+        kept = _skewed_positions(rng, geometry.weight_shape, weight_density, row_skew)
+    else:
+        kept = _exact_positions(rng, wsize, weight_density)
     weight[kept] = rng.standard_normal(kept.size).astype(np.float32) + np.float32(0.5)
     weight[kept[weight[kept] == 0]] = 1.0
     mask = np.zeros(wsize, bool)
