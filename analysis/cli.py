@@ -1,0 +1,180 @@
+"""`accelsim sweep ...`: activation-pruning sweeps of a checkpoint and the winner-rate chooser.
+
+Imports only click at module top; torch, pandas and matplotlib load inside the commands.
+See docs/sweeps.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from accelsim.errors import AccelsimError
+
+
+def _common(f):
+    """Options shared by the sweeps that evaluate a checkpoint."""
+    opts = [
+        click.option("--checkpoint", "checkpoint", required=True, type=click.Path(),
+                     help="Checkpoint directory (or a training run directory)."),
+        click.option("--val-size", type=int, default=5000, show_default=True,
+                     help="Validation images carved from the TRAINING set (never the test set)."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the train/validation split."),
+        click.option("--limit", type=int, default=None,
+                     help="Use a seeded random N of the validation images (quick runs)."),
+        click.option("--data-dir", default=None, type=click.Path(),
+                     help="Data root (else $ACCELSIM_DATA or the search path)."),
+        click.option("--batch-size", type=int, default=500, show_default=True),
+        click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+                     help="CSV to write."),
+        click.option("--plot", "plot", default=None, type=click.Path(dir_okay=False),
+                     help="Figure to write (.png, .pdf or .svg)."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot, check=None):
+    """Check the cheap things first, then load the checkpoint, run `check(model)` (option
+    checks that need the model), then load the validation set."""
+    from accelsim.analysis.figures import check_figure_path
+    from accelsim.analysis.sweeps import validation_set
+    from accelsim.models.checkpoint import load_checkpoint
+    from accelsim.models.train import transform_for
+    from accelsim.models.zoo import dataset_of
+
+    if batch_size < 1:
+        raise AccelsimError(f"--batch-size must be >= 1, got {batch_size}")
+    if val_size < 1:
+        raise AccelsimError(f"--val-size must be >= 1, got {val_size}")
+    out_dir = Path(out).parent
+    if not out_dir.exists():
+        raise AccelsimError(f"--out {out}: directory {out_dir} does not exist")
+    if plot:
+        check_figure_path(plot)
+    model, info = load_checkpoint(checkpoint)
+    if check is not None:
+        check(model)
+    name = info["model"]
+    val = validation_set(dataset_of(name), val_size, seed, data_dir, limit)
+    return model, info, val, transform_for(name, False)
+
+
+def _finish(frame, out, plot, plotter, echo_lines=()):
+    from accelsim.analysis.sweeps import write_csv
+
+    write_csv(frame, out)
+    click.echo(f"wrote {len(frame)} rows to {out}")
+    if plot:
+        plotter(frame, plot)
+        click.echo(f"figure: {plot}")
+    for line in echo_lines:
+        click.echo(line)
+
+
+@click.group("sweep")
+def sweep_group() -> None:
+    """Activation-pruning sweeps (JPnet Fig. 7-9) and the winner-rate chooser."""
+
+
+@sweep_group.command("winner-rates")
+@_common
+@click.option("--layer", "layers", multiple=True,
+              help="Masked layer to sweep (repeatable); default: every masked layer.")
+@click.option("--rates", default="0.05:1:0.05", show_default=True,
+              help="Winner rates: start:stop:step (stop included) or a comma list.")
+def winner_rates_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot,
+                     no_progress, layers, rates):
+    """Accuracy and MAC % vs one layer's top-k winner rate, layer by layer (Fig. 8)."""
+    from accelsim.analysis.figures import plot_winner_rates
+    from accelsim.analysis.sweeps import parse_rates, select_groups, winner_rate_sweep
+
+    rate_list = parse_rates(rates)
+    model, info, val, tf = _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out,
+                                  plot, check=lambda m: select_groups(m, layers))
+    frame = winner_rate_sweep(model, val, tf, rate_list, layers, batch_size=batch_size,
+                              progress=not no_progress)
+    base = frame["baseline_accuracy"].iloc[0]
+    _finish(frame, out, plot, plot_winner_rates,
+            [f"unmasked validation accuracy {base:.4f} on {len(val)} training-set images"])
+
+
+@sweep_group.command("choose")
+@click.option("--sweep", "sweep_csv", required=True, type=click.Path(dir_okay=False),
+              help="CSV written by `accelsim sweep winner-rates`.")
+@click.option("--budget", type=float, required=True,
+              help="Tolerated accuracy drop per layer, in percentage points (0.5 = 0.5%).")
+def choose_cmd(sweep_csv, budget):
+    """Print per-layer winner rates (JSON): the smallest rate within the accuracy budget."""
+    from accelsim.analysis.chooser import as_json, choose_winner_rates, read_sweep
+
+    click.echo(as_json(choose_winner_rates(read_sweep(sweep_csv), budget)))
+
+
+def _read_rates_json(text: str) -> dict:
+    """--winner-rates: a JSON file or inline JSON object {layer: rate}."""
+    p = Path(text)
+    src = f"--winner-rates {text}"
+    try:
+        raw = p.read_text() if p.is_file() else text
+    except OSError as exc:
+        raise AccelsimError(f"{src}: cannot read ({exc.strerror or exc})") from None
+    try:
+        rates = json.loads(raw)
+    except json.JSONDecodeError:
+        raise AccelsimError(f"{src}: neither a file nor a JSON object like "
+                            '{"fc2": 0.3}') from None
+    if not isinstance(rates, dict) or not rates or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in rates.values()):
+        raise AccelsimError(f"{src}: expected a non-empty JSON object of layer -> rate")
+    return rates
+
+
+@sweep_group.command("eps")
+@_common
+@click.option("--eps", "eps_text", default="0.01,0.02,0.05,0.1,0.2,0.5,1", show_default=True,
+              help="Subsample rates in (0, 1]: comma list or start:stop:step.")
+@click.option("--winner-rates", "winner_rates", default=None,
+              help="JSON file or object {layer: rate}; default: the checkpoint's top-k masks.")
+def eps_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot, no_progress,
+            eps_text, winner_rates):
+    """Accuracy and kept activations vs threshold-prediction subsample rate (Fig. 9)."""
+    from accelsim.analysis.figures import plot_eps
+    from accelsim.analysis.sweeps import dynamic_groups, eps_sweep, parse_values
+
+    eps_values = parse_values(eps_text, "--eps", low=0.0, high=1.0, low_open=True)
+    rates = _read_rates_json(winner_rates) if winner_rates else None
+    model, info, val, tf = _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out,
+                                  plot, check=lambda m: dynamic_groups(m, rates))
+    frame = eps_sweep(model, val, tf, eps_values, rates, batch_size=batch_size,
+                      progress=not no_progress)
+    _finish(frame, out, plot, plot_eps,
+            [f"exact top-k validation accuracy {frame['topk_accuracy'].iloc[0]:.4f} "
+             f"on {len(val)} training-set images"])
+
+
+@sweep_group.command("static-vs-dynamic")
+@_common
+@click.option("--thresholds", default="0.07:0.14:0.01", show_default=True,
+              help="Static thresholds theta >= 0: comma list or start:stop:step.")
+def static_vs_dynamic_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot,
+                          no_progress, thresholds):
+    """Static threshold masks vs dynamic top-k at the same per-layer densities (Fig. 7)."""
+    from accelsim.analysis.figures import plot_static_vs_dynamic
+    from accelsim.analysis.sweeps import parse_values, static_vs_dynamic
+
+    values = parse_values(thresholds, "--thresholds", low=0.0, high=None)
+    model, info, val, tf = _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out,
+                                  plot)
+    frame = static_vs_dynamic(model, val, tf, values, batch_size=batch_size,
+                              progress=not no_progress)
+    _finish(frame, out, plot, plot_static_vs_dynamic)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(sweep_group)

@@ -1,0 +1,126 @@
+"""Plots of the sweep CSVs, shaped like the JPnet paper's figures: accuracy drop vs winner rate
+(Fig. 8), accuracy drop vs threshold-prediction subsample rate (Fig. 9), accuracy vs activation %
+for static and dynamic masks (Fig. 7). matplotlib with the Agg backend; files written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from accelsim.errors import AccelsimError
+
+__all__ = ["plot_winner_rates", "plot_eps", "plot_static_vs_dynamic", "check_figure_path"]
+
+FORMATS = (".png", ".pdf", ".svg")
+
+
+def check_figure_path(out) -> Path:
+    """Fail early (before a long sweep) on a figure path that cannot be written."""
+    out = Path(out)
+    if out.suffix.lower() not in FORMATS:
+        raise AccelsimError(f"--plot {out}: figure format must be one of {', '.join(FORMATS)}")
+    if not out.parent.exists():
+        raise AccelsimError(f"--plot {out}: directory {out.parent} does not exist")
+    return out
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out) -> Path:
+    out = check_figure_path(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def plot_winner_rates(frame: pd.DataFrame, out, title: str | None = None) -> Path:
+    """Fig. 8: accuracy drop (percentage points vs the unmasked network) against winner rate,
+    one line per layer."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for layer, rows in frame.groupby("layer", sort=False):
+        rows = rows.sort_values("rate")
+        ax.plot(rows["rate"], 100.0 * rows["accuracy_drop"], marker="o", ms=3, label=str(layer))
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel("activation winner rate")
+    ax.set_ylabel("accuracy drop (percentage points)")
+    ax.set_title(title or "Activation pruning sensitivity (one layer at a time)")
+    ax.grid(alpha=0.3)
+    ax.legend(title="layer", fontsize=8)
+    path = _save(fig, out)
+    plt.close(fig)
+    return path
+
+
+def plot_eps(frame: pd.DataFrame, out, title: str | None = None) -> Path:
+    """Fig. 9: accuracy drop vs exact top-k (percentage points) and measured activation density
+    against the subsample rate eps (log axis), one line per scope ("all" and each layer)."""
+    plt = _pyplot()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    for scope, rows in frame.groupby("scope", sort=False):
+        rows = rows.sort_values("eps")
+        style = {"lw": 2.2, "color": "black"} if scope == "all" else {"lw": 1.2}
+        ax.plot(rows["eps"], 100.0 * rows["accuracy_drop"], marker="o", ms=3, label=str(scope),
+                **style)
+        ax2.plot(rows["eps"], 100.0 * rows["act_density"], marker="o", ms=3, label=str(scope),
+                 **style)
+    for a in (ax, ax2):
+        a.set_xscale("log")
+        a.set_xlabel("subsample rate eps")
+        a.grid(alpha=0.3, which="both")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_ylabel("accuracy drop vs exact top-k (percentage points)")
+    ax.set_title(title or "Threshold prediction: accuracy")
+    ax2.set_ylabel("measured activation density (%)")
+    ax2.set_title("Threshold prediction: kept activations")
+    ax.legend(title="predicted in", fontsize=8)
+    fig.tight_layout()
+    path = _save(fig, out)
+    plt.close(fig)
+    return path
+
+
+def plot_static_vs_dynamic(frame: pd.DataFrame, out, title: str | None = None) -> Path:
+    """Fig. 7: accuracy against non-zero activation % for static thresholds (annotated with
+    theta) and dynamic top-k masks at the same per-layer densities."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for mode, marker in (("static", "s"), ("dynamic", "o")):
+        rows = frame[frame["mode"] == mode].sort_values("act_pct")
+        if rows.empty:
+            continue
+        ax.plot(rows["act_pct"], 100.0 * rows["accuracy"], marker=marker, ms=4,
+                label=f"{mode} ({'threshold' if mode == 'static' else 'top-k'})")
+        if mode == "static":
+            for _, r in rows.iterrows():
+                ax.annotate(f"{r['threshold']:g}", (r["act_pct"], 100.0 * r["accuracy"]),
+                            textcoords="offset points", xytext=(3, -10), fontsize=7)
+    base = frame[frame["mode"] == "unmasked"]
+    if not base.empty:
+        ax.axhline(100.0 * float(base["accuracy"].iloc[0]), color="grey", ls="--", lw=0.8,
+                   label="unmasked")
+    ax.set_xlabel("non-zero activations of the masked layers (%)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(title or "Static vs dynamic activation pruning")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path = _save(fig, out)
+    plt.close(fig)
+    return path
