@@ -81,34 +81,56 @@ def _masked(
     return steps
 
 
+def _nonlinearity(activation: str, negative_slope: float = 0.1):
+    """Factory for the hidden non-linearity: "relu" (intrinsic zeros) or "leaky_relu" (none,
+    the case JPnet's dynamic masks are built for)."""
+    if activation == "relu":
+        return nn.ReLU
+    if activation == "leaky_relu":
+        return lambda: nn.LeakyReLU(negative_slope)
+    raise AccelsimError(f"model option activation must be 'relu' or 'leaky_relu', got {activation!r}")
+
+
 def _check_dropout(dropout: float) -> float:
     if not 0.0 <= float(dropout) < 1.0:
         raise AccelsimError(f"model option dropout must be in [0, 1), got {dropout!r}")
     return float(dropout)
 
 
-def mlp3(num_classes: int = 10, dropout: float = 0.0) -> ZooSequential:
+def mlp3(
+    num_classes: int = 10, dropout: float = 0.0, activation: str = "relu", negative_slope: float = 0.1
+) -> ZooSequential:
     """MLP-3 (Table II): 784-300-100-10, ReLU. Dropout (off by default) before fc2 and fc3."""
     d = _check_dropout(dropout)
-    steps = [("flatten", nn.Flatten()), ("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU())]
-    steps += _masked("fc2", nn.Linear(300, 100), d) + [("relu2", nn.ReLU())]
+    act = _nonlinearity(activation, negative_slope)
+    steps = [("flatten", nn.Flatten()), ("fc1", nn.Linear(784, 300)), ("relu1", act())]
+    steps += _masked("fc2", nn.Linear(300, 100), d) + [("relu2", act())]
     steps += _masked("fc3", nn.Linear(100, num_classes), d)
     return ZooSequential(steps, _INFO["mlp3"][1])
 
 
-def lenet4(num_classes: int = 10, dropout: float = 0.0) -> ZooSequential:
+def lenet4(
+    num_classes: int = 10, dropout: float = 0.0, activation: str = "relu", negative_slope: float = 0.1
+) -> ZooSequential:
     """LeNet-4 (Table III): conv5x5x20 SAME, pool2, conv5x5x50 SAME, pool2, fc 2450-500-10."""
     d = _check_dropout(dropout)
-    steps = [("conv1", nn.Conv2d(1, 20, 5, padding=2)), ("relu1", nn.ReLU())]
+    act = _nonlinearity(activation, negative_slope)
+    steps = [("conv1", nn.Conv2d(1, 20, 5, padding=2)), ("relu1", act())]
     steps += [("pool1", nn.MaxPool2d(2))]
     steps += _masked("conv2", nn.Conv2d(20, 50, 5, padding=2))
-    steps += [("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)), ("flatten", nn.Flatten())]
-    steps += _masked("fc1", nn.Linear(2450, 500)) + [("relu3", nn.ReLU())]
+    steps += [("relu2", act()), ("pool2", nn.MaxPool2d(2)), ("flatten", nn.Flatten())]
+    steps += _masked("fc1", nn.Linear(2450, 500)) + [("relu3", act())]
     steps += _masked("fc2", nn.Linear(500, num_classes), d)
     return ZooSequential(steps, _INFO["lenet4"][1])
 
 
-def convnet5(num_classes: int = 10, dropout: float = 0.0, variant: str = "paper") -> ZooSequential:
+def convnet5(
+    num_classes: int = 10,
+    dropout: float = 0.0,
+    variant: str = "paper",
+    activation: str = "relu",
+    negative_slope: float = 0.1,
+) -> ZooSequential:
     """ConvNet-5 (Table IV) on 24x24 CIFAR-10 crops.
 
     variant "paper": stride-2 SAME 5x5 convolutions (24 -> 12 -> 6), which reproduces Table IV's
@@ -116,18 +138,19 @@ def convnet5(num_classes: int = 10, dropout: float = 0.0, variant: str = "paper"
     each followed by 3x3/2 max pooling; LRN left out): same weights, 4x the conv MACs.
     """
     d = _check_dropout(dropout)
+    act = _nonlinearity(activation, negative_slope)
     if variant == "paper":
         conv_stride, pool = 2, (lambda: nn.Identity())
     elif variant == "pool":
         conv_stride, pool = 1, (lambda: nn.MaxPool2d(3, 2, padding=1))
     else:
         raise AccelsimError(f"convnet5: unknown variant {variant!r}; expected 'paper' or 'pool'")
-    steps = [("conv1", nn.Conv2d(3, 64, 5, stride=conv_stride, padding=2)), ("relu1", nn.ReLU())]
+    steps = [("conv1", nn.Conv2d(3, 64, 5, stride=conv_stride, padding=2)), ("relu1", act())]
     steps += [("pool1", pool())]
     steps += _masked("conv2", nn.Conv2d(64, 64, 5, stride=conv_stride, padding=2))
-    steps += [("relu2", nn.ReLU()), ("pool2", pool()), ("flatten", nn.Flatten())]
-    steps += _masked("fc1", nn.Linear(2304, 384)) + [("relu3", nn.ReLU())]
-    steps += _masked("fc2", nn.Linear(384, 192), d) + [("relu4", nn.ReLU())]
+    steps += [("relu2", act()), ("pool2", pool()), ("flatten", nn.Flatten())]
+    steps += _masked("fc1", nn.Linear(2304, 384)) + [("relu3", act())]
+    steps += _masked("fc2", nn.Linear(384, 192), d) + [("relu4", act())]
     steps += _masked("fc3", nn.Linear(192, num_classes), d)
     return ZooSequential(steps, _INFO["convnet5"][1])
 
