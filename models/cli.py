@@ -1,0 +1,62 @@
+"""`accelsim train`: train or prune a zoo model with a recipe; resumable.
+
+Imports only click at module top (torch loads inside the command, so `accelsim run` stays fast).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+METHOD_CHOICES = ("dense", "wp", "jp", "static-threshold", "l0", "greg1", "greg2")
+
+
+@click.command("train")
+@click.option("--model", "model_name", required=True, help="Zoo model (mlp3, lenet4, convnet5).")
+@click.option("--method", type=click.Choice(METHOD_CHOICES), default="dense", show_default=True)
+@click.option("--recipe", default=None, help="Recipe name: paper (default) or quick.")
+@click.option("--from", "from_ckpt", default=None, type=click.Path(),
+              help="Start from this checkpoint (or run directory); wp/jp/l0/greg need a dense one.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory: state.pt (resume) and checkpoint/.")
+@click.option("--data-dir", default=None, type=click.Path(), help="Data root (else search path).")
+@click.option("--epochs", type=int, default=None, help="Override the recipe's epoch count.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit-train", type=int, default=None, help="Use the first N training images.")
+@click.option("--limit-test", type=int, default=None, help="Evaluate on the first N test images.")
+@click.option("--activation", type=click.Choice(["relu", "leaky_relu"]), default=None,
+              help="Hidden non-linearity of a fresh model (default: the recipe's, relu).")
+@click.option("--eps", type=float, default=None,
+              help="jp: train with threshold-prediction masks from an eps-subsample (Eq. 11).")
+@click.option("--no-progress", is_flag=True, help="Print one line per epoch instead of a bar.")
+def train_cmd(model_name, method, recipe, from_ckpt, out_dir, data_dir, epochs, seed,
+              limit_train, limit_test, activation, eps, no_progress):
+    """Train/prune MODEL with METHOD; rerun the same command to resume."""
+    from accelsim.errors import AccelsimError
+    from accelsim.models.recipes import get_recipe
+    from accelsim.models.train import train
+
+    rec = get_recipe(model_name, method, recipe)
+    if eps is not None:
+        if rec.jp is None:
+            raise AccelsimError("--eps applies to --method jp only")
+        if not 0 < eps <= 1:
+            raise AccelsimError(f"--eps must be in (0, 1], got {eps}")
+        from dataclasses import replace
+
+        rec = replace(rec, jp=replace(rec.jp, mask_scheme="threshold-prediction", eps=eps))
+    info = train(model_name, method, out_dir, recipe=rec, from_checkpoint=from_ckpt,
+                 data_dir=data_dir, epochs=epochs, seed=seed, limit_train=limit_train,
+                 limit_test=limit_test, progress=not no_progress, echo=click.echo,
+                 model_options={"activation": activation} if activation else None,
+                 command=["accelsim", *sys.argv[1:]])
+    acc = info["metrics"]["accuracy"]
+    dens = ", ".join(f"{n} {v['weight_density']:.3f}" for n, v in info["layers"].items())
+    click.echo(f"{info['model']}/{info['method']}: test accuracy {acc['value']:.4f} on "
+               f"{acc['num_samples']} images; weight density {dens}")
+    click.echo(f"checkpoint: {out_dir}/checkpoint")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(train_cmd)

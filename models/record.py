@@ -1,0 +1,63 @@
+"""Record a trace of a checkpoint on the first N images of a split, masks active.
+
+The accuracy stored in the trace is measured on exactly the recorded samples (with their count),
+so a trace never claims more than it shows; the checkpoint's own accuracy (on its full split)
+is kept next to it in meta["checkpoint"].
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from accelsim.errors import AccelsimError
+
+
+def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
+                      output_samples: int | None = None, split: str = "test",
+                      batch_size: int = 100, command: list | None = None,
+                      threshold_prediction_eps: float | None = None) -> dict:
+    """Write the trace of `checkpoint_dir` on the first `num_samples` images of `split`;
+    returns the trace metadata written. `threshold_prediction_eps` switches every top-k mask
+    to threshold prediction (JPnet Eq. 11) for this recording (inference option)."""
+    from accelsim.models import checkpoint as C
+    from accelsim.models import zoo
+    from accelsim.models.data import load_dataset, make_batches
+    from accelsim.models.train import transform_for
+    from accelsim.traces.recorder import TraceRecorder
+
+    if num_samples < 1:
+        raise AccelsimError(f"--samples must be >= 1, got {num_samples}")
+    model, info = C.load_checkpoint(checkpoint_dir)
+    if threshold_prediction_eps is not None:
+        from accelsim.models.methods import use_threshold_prediction
+
+        use_threshold_prediction(model, threshold_prediction_eps)
+    ds = load_dataset(zoo.dataset_of(info["model"]), split, data_dir)
+    if num_samples > len(ds):
+        raise AccelsimError(f"--samples {num_samples}: the {split} split holds only {len(ds)} "
+                            f"images ({ds.note})")
+    sub = ds.subset(range(num_samples))
+    tf = transform_for(info["model"], train=False)
+    correct = 0
+    with TraceRecorder(model, output_samples=output_samples) as rec:
+        for x, y in make_batches(sub, batch_size, shuffle=False, transform=tf):
+            with torch.no_grad():
+                correct += int((model(x).argmax(1) == y).sum())
+    meta = {
+        "model": info["model"],
+        "method": info["method"],
+        "dataset": info.get("dataset", zoo.dataset_of(info["model"])),
+        "split": split,
+        "sample_indices": [int(i) for i in sub.indices.tolist()],
+        "accuracy": {"value": correct / num_samples, "num_samples": num_samples},
+        "seed": info.get("seed"),
+        "software": C.software_versions(),
+        "command": list(command) if command is not None else list(sys.argv),
+        "checkpoint": {"path": str(C.resolve_checkpoint_dir(checkpoint_dir)),
+                       "accuracy": info.get("metrics", {}).get("accuracy"),
+                       "recipe": info.get("recipe", {}).get("name")},
+    }
+    rec.write(out_path, meta)
+    return meta
