@@ -386,3 +386,10 @@ def test_standard_transforms():
     assert torch.equal(ev, expect)
     with pytest.raises(ValueError, match="expected uint8"):
         T.to_float_normalized(x.float(), T.CIFAR10_MEAN, T.CIFAR10_STD)
+
+
+def test_mnist_standard_transform_keeps_background_zero():
+    """A zero-skipping array must see MNIST's background as zeros: scale to [0, 1] only."""
+    x = torch.tensor([[[[0, 255], [51, 0]]]], dtype=torch.uint8)
+    out = T.standard_transform("mnist", train=True)(x, None)
+    assert torch.equal(out, torch.tensor([[[[0.0, 1.0], [0.2, 0.0]]]]))

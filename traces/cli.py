@@ -113,3 +113,30 @@ def synth(model: str, weight_density: str, act_density: str, samples: int, seed:
     path = synthetic_trace(model, out, _density(weight_density, "--weight-density"),
                            _density(act_density, "--act-density"), samples, seed, output_samples)
     click.echo(f"wrote {path}")
+
+
+@trace.command("record")
+@click.option("--checkpoint", "checkpoint", required=True, type=click.Path(),
+              help="checkpoint directory written by `accelsim train` (or its run directory)")
+@click.option("--samples", default=256, show_default=True, type=int,
+              help="record the first N images of the split")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["test", "train"]))
+@click.option("--output-samples", default=None, type=int,
+              help="samples whose layer outputs are kept for the functional check (default all)")
+@click.option("--eps", default=None, type=float,
+              help="replace every top-k mask by threshold prediction from an eps-subsample")
+@click.option("--data-dir", default=None, type=click.Path(), help="data root (else the search path)")
+@click.option("--out", "out", required=True, help="trace file to write (.trace.safetensors)")
+def record(checkpoint, samples, split, output_samples, eps, data_dir, out):
+    """Record a trace of a trained checkpoint on real images (masks active)."""
+    import sys
+
+    from accelsim.models.record import record_checkpoint
+
+    meta = record_checkpoint(checkpoint, samples, out, data_dir=data_dir,
+                             output_samples=output_samples, split=split,
+                             command=["accelsim", *sys.argv[1:]],
+                             threshold_prediction_eps=eps)
+    acc = meta["accuracy"]
+    click.echo(f"wrote {out}: {meta['model']}/{meta['method']}, {samples} {split} images, "
+               f"accuracy {acc['value']:.4f} on {acc['num_samples']}")
