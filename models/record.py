@@ -38,6 +38,16 @@ def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
     if num_samples > len(ds):
         raise AccelsimError(f"--samples {num_samples}: the {split} split holds only {len(ds)} "
                             f"images ({ds.note})")
+    from accelsim.models.train import input_normalization
+
+    saved = info.get("input_normalization")
+    now = input_normalization(info["model"])
+    if saved is not None and (saved["mean"], saved["std"]) != (now["mean"], now["std"]):
+        import warnings
+
+        warnings.warn(f"{checkpoint_dir}: trained with input mean/std {saved['mean']}/"
+                      f"{saved['std']}, recording with {now['mean']}/{now['std']}; retrain the "
+                      "checkpoint with the current preprocessing", stacklevel=2)
     sub = ds.subset(range(num_samples))
     tf = transform_for(info["model"], train=False)
     correct = 0

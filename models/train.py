@@ -78,6 +78,21 @@ def transform_for(model_name: str, train: bool):
     return standard_transform(ds, train, crop_size=h)
 
 
+def input_normalization(model_name: str) -> dict:
+    """The per-channel (mean, std) the eval transform applies to pixels scaled to [0, 1],
+    measured by pushing black and white images through it (no copy of its rules here), plus
+    the crop size. Stored in checkpoint.json so a change of preprocessing is detectable."""
+    from accelsim.models import zoo
+
+    c, h, w = zoo.input_shape(model_name)
+    tf = transform_for(model_name, train=False)
+    f0 = tf(torch.zeros((1, c, h + 8, w + 8), dtype=torch.uint8), None)[0].flatten(1)[:, 0]
+    f1 = tf(torch.full((1, c, h + 8, w + 8), 255, dtype=torch.uint8), None)[0].flatten(1)[:, 0]
+    std = 1.0 / (f1 - f0)
+    return {"mean": [round(float(v), 6) + 0.0 for v in -f0 * std],
+            "std": [round(float(v), 6) for v in std], "input_size": [h, w]}
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, image_set, transform, batch_size: int = 1000) -> tuple[float, int]:
     """(accuracy, number of samples) in eval mode with every mask active."""
@@ -331,6 +346,7 @@ def _info(model, model_name, model_kwargs, rec, method_obj, history, test_set, a
         "model": model_name,
         "model_kwargs": model_kwargs,
         "dataset": zoo.dataset_of(model_name),
+        "input_normalization": input_normalization(model_name),
         "method": rec.method,
         "method_params": _jsonable(method_obj.params()),
         "recipe": _jsonable(rec.to_dict()),

@@ -84,12 +84,22 @@ def test_jp_reaches_targets_and_records_a_trace(mnist, dense_ckpt, tmp_path):
 
     meta = record_checkpoint(tmp_path / "jp", 20, tmp_path / "jp.trace.safetensors",
                              output_samples=5, command=["test"])
+    assert info["input_normalization"] == {"mean": [0.0], "std": [1.0], "input_size": [28, 28]}
     tr = open_trace(tmp_path / "jp.trace.safetensors")
     assert tr.meta["method"] == "jp" and tr.meta["sample_indices"] == list(range(20))
     assert tr.meta["accuracy"]["num_samples"] == 20 == meta["accuracy"]["num_samples"]
     fc2 = tr.layer("fc2")
     assert fc2.weight_mask is not None and fc2.weight_mask.mean() == pytest.approx(0.1)
     assert (fc2.inputs.nnz_per_sample() <= 36).all()
+    # a checkpoint made with other preprocessing is flagged when recorded
+    import json
+
+    path = tmp_path / "jp" / "checkpoint" / "checkpoint.json"
+    meta = json.loads(path.read_text())
+    meta["input_normalization"]["mean"] = [0.1307]
+    path.write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="trained with input mean/std"):
+        record_checkpoint(tmp_path / "jp", 5, tmp_path / "jp2.trace.safetensors")
 
 
 def test_wp_reaches_han_targets_and_keeps_masked_weights_zero(mnist, dense_ckpt, tmp_path):
