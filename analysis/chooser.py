@@ -91,3 +91,41 @@ def read_sweep(path) -> pd.DataFrame:
 def as_json(rates: dict[str, float]) -> str:
     """The chosen rates as the JSON `accelsim sweep eps --winner-rates` reads."""
     return json.dumps(rates, indent=1)
+
+
+# The grid `--winner-rates auto` sweeps: fine at the low end, where the layers differ.
+AUTO_RATES = (0.02, 0.03, 0.05, 0.07, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+
+
+def resolve_winner_rates(spec: str, checkpoint, *, budget: float = 0.5, data_dir=None,
+                         seed: int = 0, val_size: int = 5000, echo=print) -> dict[str, float]:
+    """Winner rates for a JP run: "auto" (sweep the checkpoint one layer at a time on a
+    validation split of the training set, then choose_winner_rates with `budget`), a JSON
+    object, or a JSON file holding one."""
+    if spec != "auto":
+        text = Path(spec).read_text() if Path(spec).is_file() else spec
+        try:
+            rates = json.loads(text)
+        except json.JSONDecodeError:
+            raise AccelsimError(f"--winner-rates {spec!r}: not 'auto', a JSON object or a JSON "
+                                "file") from None
+        if not isinstance(rates, dict) or not all(
+            isinstance(v, (int, float)) and 0 < v <= 1 for v in rates.values()
+        ):
+            raise AccelsimError(f"--winner-rates {spec!r}: expected {{layer: rate in (0, 1]}}")
+        return {str(k): float(v) for k, v in rates.items()}
+    if checkpoint is None:
+        raise AccelsimError("--winner-rates auto needs --from CHECKPOINT (the network to analyse)")
+    from accelsim.analysis.sweeps import validation_set, winner_rate_sweep
+    from accelsim.models.checkpoint import load_checkpoint
+    from accelsim.models.train import transform_for
+    from accelsim.models.zoo import dataset_of
+
+    model, info = load_checkpoint(checkpoint)
+    model.eval()
+    val = validation_set(dataset_of(info["model"]), val_size=val_size, seed=seed, data_dir=data_dir)
+    frame = winner_rate_sweep(model, val, transform_for(info["model"], train=False), AUTO_RATES)
+    rates = choose_winner_rates(frame, budget)
+    echo(f"winner rates chosen on {len(val)} validation images (budget {budget} points): "
+         + ", ".join(f"{k} {v:g}" for k, v in rates.items()))
+    return rates

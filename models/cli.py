@@ -15,7 +15,7 @@ METHOD_CHOICES = ("dense", "wp", "jp", "static-threshold", "l0", "greg1", "greg2
 @click.command("train")
 @click.option("--model", "model_name", required=True, help="Zoo model (mlp3, lenet4, convnet5).")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default="dense", show_default=True)
-@click.option("--recipe", default=None, help="Recipe name: paper (default) or quick.")
+@click.option("--recipe", default=None, help="Recipe name: paper (default), fast or quick.")
 @click.option("--from", "from_ckpt", default=None, type=click.Path(),
               help="Start from this checkpoint (or run directory); wp/jp/l0/greg need a dense one.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -29,9 +29,16 @@ METHOD_CHOICES = ("dense", "wp", "jp", "static-threshold", "l0", "greg1", "greg2
               help="Hidden non-linearity of a fresh model (default: the recipe's, relu).")
 @click.option("--eps", type=float, default=None,
               help="jp: train with threshold-prediction masks from an eps-subsample (Eq. 11).")
+@click.option("--winner-rates", "winner_rates", default=None,
+              help="jp: per-layer winner rates: 'auto' (sensitivity sweep of the --from checkpoint "
+                   "on a validation split of the training set, then the chooser), a JSON object, "
+                   "or a JSON file (as `accelsim sweep choose` prints). Default: the recipe's.")
+@click.option("--budget", type=float, default=0.5, show_default=True,
+              help="jp with --winner-rates auto: accuracy drop allowed per layer (points).")
+@click.option("--threads", type=int, default=2, show_default=True, help="torch CPU threads.")
 @click.option("--no-progress", is_flag=True, help="Print one line per epoch instead of a bar.")
 def train_cmd(model_name, method, recipe, from_ckpt, out_dir, data_dir, epochs, seed,
-              limit_train, limit_test, activation, eps, no_progress):
+              limit_train, limit_test, activation, eps, winner_rates, budget, threads, no_progress):
     """Train/prune MODEL with METHOD; rerun the same command to resume."""
     from accelsim.errors import AccelsimError
     from accelsim.models.recipes import get_recipe
@@ -46,9 +53,19 @@ def train_cmd(model_name, method, recipe, from_ckpt, out_dir, data_dir, epochs, 
         from dataclasses import replace
 
         rec = replace(rec, jp=replace(rec.jp, mask_scheme="threshold-prediction", eps=eps))
+    if winner_rates is not None:
+        from dataclasses import replace
+
+        from accelsim.analysis.chooser import resolve_winner_rates
+
+        if rec.jp is None:
+            raise AccelsimError("--winner-rates applies to --method jp only")
+        rates = resolve_winner_rates(winner_rates, from_ckpt, budget=budget, data_dir=data_dir,
+                                     seed=seed, echo=click.echo)
+        rec = replace(rec, jp=replace(rec.jp, winner_rates=rates))
     info = train(model_name, method, out_dir, recipe=rec, from_checkpoint=from_ckpt,
                  data_dir=data_dir, epochs=epochs, seed=seed, limit_train=limit_train,
-                 limit_test=limit_test, progress=not no_progress, echo=click.echo,
+                 limit_test=limit_test, progress=not no_progress, echo=click.echo, threads=threads,
                  model_options={"activation": activation} if activation else None,
                  command=["accelsim", *sys.argv[1:]])
     acc = info["metrics"]["accuracy"]

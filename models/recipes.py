@@ -218,8 +218,23 @@ def _quick(r: Recipe) -> Recipe:
     return replace(r, **kw)
 
 
+def _fast(r: Recipe) -> Recipe:
+    """GReg with a compressed regularisation schedule that fits a CPU: lambda grows 10x faster
+    (delta 1e-3, every iteration) and is held 2,000 iterations instead of 40,000. Other methods:
+    the paper recipe unchanged."""
+    if r.method not in ("greg1", "greg2"):
+        return replace(r, name="fast")
+    steps = _steps_per_epoch(r.model, r.batch_size)
+    g = replace(r.greg, delta_lambda=1e-3, k_u=1, k_s=2000, uniform_delta=1e-4)
+    reg_iters = int(g.tau / g.delta_lambda) * g.k_u + g.k_s
+    if r.method == "greg2":
+        reg_iters += int(g.uniform_max / g.uniform_delta) * g.k_u
+    ft_epochs = {"mlp3": 10, "lenet4": 10, "convnet5": 20}[r.model]
+    return replace(r, name="fast", greg=g, epochs=-(-reg_iters // steps) + ft_epochs)
+
+
 def get_recipe(model: str, method: str, name: str | None = None) -> Recipe:
-    """The recipe `name` ("paper" by default, or "quick") for (model, method)."""
+    """The recipe `name` ("paper" by default, "fast" or "quick") for (model, method)."""
     if method not in METHODS:
         raise AccelsimError(f"--method {method!r}: unknown method "
                             f"(choose from {', '.join(METHODS)})")
@@ -232,12 +247,14 @@ def get_recipe(model: str, method: str, name: str | None = None) -> Recipe:
         return r
     if name == "quick":
         return _quick(r)
+    if name == "fast":
+        return _fast(r)
     raise AccelsimError(f"--recipe {name!r}: unknown recipe for {model}/{method} "
-                        "(choose from paper, quick)")
+                        "(choose from paper, fast, quick)")
 
 
 def list_recipes() -> list[tuple[str, str, str]]:
-    return [(m, meth, n) for m in _DENSE for meth in METHODS for n in ("paper", "quick")]
+    return [(m, meth, n) for m in _DENSE for meth in METHODS for n in ("paper", "fast", "quick")]
 
 
 def recipe_from_dict(d: dict) -> Recipe:
