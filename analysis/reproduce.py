@@ -1,0 +1,152 @@
+"""Reproduce the JPnet MNIST (Tables II-III) and CIFAR-10 (Table IV) rows, one command each.
+
+    python -m accelsim.analysis.reproduce mnist   [--runs runs] [--data-dir D]
+    python -m accelsim.analysis.reproduce cifar10 [--runs runs] [--data-dir D]
+    python -m accelsim.analysis.reproduce traces  [--runs runs]     # reference traces from the MNIST runs
+    python -m accelsim.analysis.reproduce report  [--runs runs]     # docs/results.md tables
+
+Every step is an ordinary `accelsim train` / `accelsim trace record` command (printed before it
+runs, logged to RUNS/NAME.log). Training is resumable, and a finished run is not redone, so an
+interrupted reproduction continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = REPO / "traces" / "reference"
+RESULTS_DOC = REPO / "docs" / "results.md"
+
+# (model, method, extra train options); every pruning method starts from the dense run.
+MNIST_RUNS = [
+    (model, method, extra)
+    for model in ("mlp3", "lenet4")
+    for method, extra in (
+        ("dense", []),
+        ("jp", ["--winner-rates", "auto", "--budget", "0.5"]),
+        ("wp", []),
+        ("l0", []),
+        ("greg1", ["--recipe", "fast"]),
+        ("greg2", ["--recipe", "fast"]),
+    )
+]
+CIFAR_RUNS = [
+    ("convnet5", "dense", ["--epochs", "30"]),
+    ("convnet5", "jp", ["--winner-rates", "auto", "--budget", "0.5"]),
+]
+# Reference traces: (model, method, samples, samples whose outputs are kept).
+REFERENCE_TRACES = [
+    (model, method, 256 if model == "mlp3" else 128, 256 if model == "mlp3" else 8)
+    for model in ("mlp3", "lenet4")
+    for method in ("dense", "wp", "jp")
+]
+
+
+def run_dir(runs: Path, model: str, method: str) -> Path:
+    return runs / f"{model}-{method}"
+
+
+def _sh(cmd: list[str], log: Path) -> None:
+    print("$ " + shlex.join(cmd), flush=True)
+    start = time.monotonic()
+    with open(log, "a") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        sys.exit(f"failed ({proc.returncode}); see {log}")
+    print(f"  done in {time.monotonic() - start:.0f} s", flush=True)
+
+
+def train_runs(plan, runs: Path, data_dir: str | None) -> None:
+    runs.mkdir(parents=True, exist_ok=True)
+    for model, method, extra in plan:
+        out = run_dir(runs, model, method)
+        cmd = ["accelsim", "train", "--model", model, "--method", method, "--out", str(out), "--no-progress"]
+        if method != "dense":
+            cmd += ["--from", str(run_dir(runs, model, "dense"))]
+        if data_dir:
+            cmd += ["--data-dir", data_dir]
+        _sh(cmd + list(extra), runs / f"{model}-{method}.log")
+
+
+def record_reference_traces(runs: Path, data_dir: str | None) -> None:
+    REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
+    for model, method, samples, outputs in REFERENCE_TRACES:
+        out = REFERENCE_DIR / f"{model}-{method}.trace.safetensors"
+        cmd = ["accelsim", "trace", "record", "--checkpoint", str(run_dir(runs, model, method)),
+               "--samples", str(samples), "--output-samples", str(outputs), "--out", str(out)]
+        if data_dir:
+            cmd += ["--data-dir", data_dir]
+        _sh(cmd, runs / "traces.log")
+
+
+def _runtime_s(ckpt: Path) -> float:
+    info = json.loads((ckpt / "checkpoint" / "checkpoint.json").read_text())
+    return sum(h.get("seconds", 0.0) for h in info["metrics"]["history"])
+
+
+def report(runs: Path, plan, data_dir: str | None) -> str:
+    """Markdown: per model, one row per method (accuracy, weight %, act %, MAC %), then the
+    per-layer tables of the JP run."""
+    from accelsim.analysis.results import markdown_table, measure_checkpoint
+
+    out = []
+    for model in dict.fromkeys(m for m, _, _ in plan):
+        rows = []
+        for m, method, _ in plan:
+            d = run_dir(runs, m, method)
+            if m != model or not (d / "checkpoint" / "checkpoint.json").exists():
+                continue
+            rows.append((method, measure_checkpoint(d, data_dir=data_dir), _runtime_s(d)))
+        if not rows:
+            continue
+        out += [f"### {model}", "",
+                "| method | accuracy (test images) | Weight % | Acti % | MAC % (paper est.) | MAC % (exact) | train time (2 cores) |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        for method, r, secs in rows:
+            out.append(f"| {method} | {100 * r.accuracy:.2f} ({r.num_samples:,}) | {r.weight_pct:.1f} | "
+                       f"{r.act_pct:.1f} | {r.mac_pct_estimate:.2f} | {r.mac_pct_exact:.2f} | {secs / 60:.1f} min |")
+        out.append("")
+        for method, r, _ in rows:
+            if method == "jp":
+                out += [f"Per layer, {model} JP (the paper's table layout):", "", markdown_table(r), ""]
+    return "\n".join(out)
+
+
+def write_report_section(text: str, marker: str) -> None:
+    """Replace the text between `<!-- marker:start -->` and `<!-- marker:end -->` in results.md."""
+    doc = RESULTS_DOC.read_text()
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    if start not in doc or end not in doc:
+        raise SystemExit(f"{RESULTS_DOC}: markers {start} / {end} missing")
+    head, rest = doc.split(start, 1)
+    _, tail = rest.split(end, 1)
+    RESULTS_DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["mnist", "cifar10", "traces", "report"])
+    parser.add_argument("--runs", default="runs", type=Path)
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+    if args.what == "mnist":
+        train_runs(MNIST_RUNS, args.runs, args.data_dir)
+    elif args.what == "cifar10":
+        train_runs(CIFAR_RUNS, args.runs, args.data_dir)
+    elif args.what == "traces":
+        record_reference_traces(args.runs, args.data_dir)
+    else:
+        write_report_section(report(args.runs, MNIST_RUNS, args.data_dir), "mnist")
+        write_report_section(report(args.runs, CIFAR_RUNS, args.data_dir), "cifar10")
+        print(f"updated {RESULTS_DOC}")
+
+
+if __name__ == "__main__":
+    main()
