@@ -27,7 +27,7 @@ EVENT_LABELS = {
 }
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,12 +36,23 @@ def _pyplot():
     return plt
 
 
-def _save(fig, out: str | Path) -> None:
+FIGURE_FORMATS = (".png", ".pdf", ".svg")
+
+
+def check_figure_path(out: str | Path, label: str = "") -> Path:
+    """Fail early (before a long run) on a figure path that cannot be written."""
     out = Path(out)
-    if out.suffix.lower() not in {".png", ".pdf", ".svg"}:
-        raise AccelsimError(f"{out}: figure format must be .png, .pdf or .svg")
+    where = f"{label} {out}".strip()
+    if out.suffix.lower() not in FIGURE_FORMATS:
+        raise AccelsimError(f"{where}: figure format must be one of {', '.join(FIGURE_FORMATS)}")
     if not out.parent.exists():
-        raise AccelsimError(f"{out}: directory {out.parent} does not exist")
+        raise AccelsimError(f"{where}: directory {out.parent} does not exist")
+    return out
+
+
+def save_figure(fig, out: str | Path, label: str = "") -> Path:
+    """Write a figure atomically (temp file, then rename)."""
+    out = check_figure_path(out, label)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     try:
@@ -50,6 +61,7 @@ def _save(fig, out: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return out
 
 
 def _bar_labels(frame: pd.DataFrame) -> list[str]:
@@ -58,7 +70,7 @@ def _bar_labels(frame: pd.DataFrame) -> list[str]:
 
 def plot_energy(report: pd.DataFrame, out: str | Path) -> None:
     """Stacked energy per inference by component, dense baseline beside each sparse run."""
-    plt = _pyplot()
+    plt = pyplot()
     cols = [f"energy_{e}_pj" for e in EVENTS if f"energy_{e}_pj" in report.columns]
     keys = ["trace", "arch", "variant"]
     per_run = report.groupby(keys, sort=False)[cols].sum().reset_index()
@@ -81,13 +93,13 @@ def plot_energy(report: pd.DataFrame, out: str | Path) -> None:
     ax.set_title("Energy by component: dense baseline beside the pruned trace")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="component")
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, out)
+    save_figure(fig, out)
     plt.close(fig)
 
 
 def plot_cycles(report: pd.DataFrame, out: str | Path) -> None:
     """Cycles per inference of every layer, one group of bars per layer and run."""
-    plt = _pyplot()
+    plt = pyplot()
     report = report.copy()
     report["run"] = report["trace"] + " / " + report["arch"] + " / " + report["variant"]
     pivot = report.pivot_table(index=["trace", "layer_index", "layer"], columns="run", values="cycles", sort=False)
@@ -108,5 +120,5 @@ def plot_cycles(report: pd.DataFrame, out: str | Path) -> None:
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3, which="both")
     fig.tight_layout()
-    _save(fig, out)
+    save_figure(fig, out)
     plt.close(fig)

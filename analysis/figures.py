@@ -5,49 +5,26 @@ for static and dynamic masks (Fig. 7). matplotlib with the Agg backend; files wr
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from accelsim.errors import AccelsimError
+from accelsim import plots as _plots
 
 __all__ = ["plot_winner_rates", "plot_eps", "plot_static_vs_dynamic", "check_figure_path"]
-
-FORMATS = (".png", ".pdf", ".svg")
 
 
 def check_figure_path(out) -> Path:
     """Fail early (before a long sweep) on a figure path that cannot be written."""
-    out = Path(out)
-    if out.suffix.lower() not in FORMATS:
-        raise AccelsimError(f"--plot {out}: figure format must be one of {', '.join(FORMATS)}")
-    if not out.parent.exists():
-        raise AccelsimError(f"--plot {out}: directory {out.parent} does not exist")
-    return out
+    return _plots.check_figure_path(out, "--plot")
 
 
 def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return _plots.pyplot()
 
 
 def _save(fig, out) -> Path:
-    out = check_figure_path(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return _plots.save_figure(fig, out, "--plot")
 
 
 def plot_winner_rates(frame: pd.DataFrame, out, title: str | None = None) -> Path:

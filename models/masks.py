@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from accelsim.errors import AccelsimError
+# One definition of k and of the subsample for torch and numpy (the simulator's top-k unit).
+from accelsim.maskfn import kept_count, subsample_stride
 
 SCHEMES = ("off", "topk", "threshold-prediction", "static-threshold")
 
@@ -38,21 +40,6 @@ __all__ = [
     "threshold_prediction_mask",
     "static_threshold_mask",
 ]
-
-
-def kept_count(n: int, winner_rate: float) -> int:
-    """k = clamp(floor(winner_rate * n + 0.5), 1, n): winners among n elements."""
-    _check_rate(winner_rate)
-    if n < 1:
-        raise AccelsimError(f"activation mask: a sample needs at least one element, got n={n}")
-    return int(min(max(math.floor(winner_rate * n + 0.5), 1), n))
-
-
-def subsample_stride(eps: float) -> int:
-    """stride = max(1, round(1 / eps)): every stride-th element forms the eps-subsample."""
-    if eps is None or not math.isfinite(eps) or not 0.0 < eps <= 1.0:
-        raise AccelsimError(f"threshold prediction: eps must be in (0, 1], got {eps!r}")
-    return max(1, round(1.0 / eps))
 
 
 def topk_mask(x: torch.Tensor, winner_rate: float) -> torch.Tensor:

@@ -4,7 +4,6 @@ the functional check, and one clear line with exit code 2 for every kind of bad 
 from __future__ import annotations
 
 import json
-import struct
 
 import numpy as np
 import pandas as pd
