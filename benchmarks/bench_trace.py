@@ -22,10 +22,10 @@ import torch
 def mnist_batches(n: int, batch: int):
     try:
         from accelsim.models.data import load_mnist
-        from accelsim.models.transforms import MNIST_MEAN, MNIST_STD, to_float_normalized
+        from accelsim.models.transforms import standard_transform
 
         ds = load_mnist("test")
-        x = to_float_normalized(ds.images[:n], MNIST_MEAN, MNIST_STD)
+        x = standard_transform("mnist", train=False)(ds.images[:n], None)
         idx, src = ds.indices[:n].tolist(), "MNIST test"
     except Exception as exc:  # benchmark still useful without the data set
         print(f"(MNIST unavailable: {exc}; using random images)")

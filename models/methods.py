@@ -345,9 +345,10 @@ class JointPruning(Method):
 
     def optimizer_spec(self, epoch):
         r = self.recipe
+        decay = r.lr_gamma ** sum(1 for m in r.lr_milestones if epoch >= m)
         if epoch < self.p.warmup_epochs:
-            return OptimSpec(r.optimizer, r.lr * self.p.warmup_lr_scale, r.momentum, r.weight_decay)
-        return OptimSpec("adadelta", self.p.adadelta_lr, 0.0, r.weight_decay)
+            return OptimSpec(r.optimizer, r.lr * self.p.warmup_lr_scale * decay, r.momentum, r.weight_decay)
+        return OptimSpec("adadelta", self.p.adadelta_lr * decay, 0.0, r.weight_decay)
 
     def setup(self, ctx):
         masks = activation_masks(ctx.model)
