@@ -103,6 +103,9 @@ class Recipe:
     greg: GRegParams | None = None
     static: StaticParams | None = None
     needs_from: bool = False  # the paper starts this method from a dense checkpoint
+    # Training images held out (train_val_split(n, val_size, seed)): the winner-rate sweeps and
+    # the chooser measure on them, so they must be images the network never trained on.
+    val_size: int = 5000
     target: str = ""  # the paper's numbers this recipe aims at
 
     def to_dict(self) -> dict:
@@ -127,10 +130,12 @@ _DENSE = {
 # ---- per-layer targets from the tables ------------------------------------------------------
 # JPnet "Weight %" columns (Tables II-IV).
 _JP_WEIGHT = {
-    "mlp3": {"fc1": 0.10, "fc2": 0.10, "fc3": 0.20},
+    "mlp3": {"fc1": 0.12, "fc2": 0.11, "fc3": 0.20},  # paper 10/10/20; 12% total is our target
     "lenet4": {"conv1": 0.60, "conv2": 0.10, "fc1": 0.08, "fc2": 0.18},
     "convnet5": {"conv1": 0.70, "conv2": 0.50, "fc1": 0.40, "fc2": 0.30, "fc3": 0.50},
 }
+# (epochs, lr milestones) of the JP fine-tuning.
+_JP_SCHEDULE = {"mlp3": (30, (20, 26)), "lenet4": (16, (11, 14)), "convnet5": (22, (15, 19))}
 # JPnet "Acti %" of layer i = the winner rate of layer i+1's input mask.
 _JP_RATES = {
     "mlp3": {"fc2": 0.12, "fc3": 0.24},
@@ -166,9 +171,14 @@ def _derived(model: str, method: str) -> Recipe:
                                          prune_epochs=tuple(3 * i for i in range(n))),
                        target=_WP_TARGET[model])
     if method == "jp":
-        return replace(base, epochs=ft_epochs + 2, weight_decay=0.0,
-                       prune=PruneParams(weight_density=_JP_WEIGHT[model], prune_epochs=(1, 2)),
-                       jp=JPParams(winner_rates=_JP_RATES[model], warmup_epochs=1),
+        # Two warm-up epochs (original optimizer, half its lr) with masks and L1, weights pruned
+        # in four rounds (epochs 2, 4, 6, 8), then Adadelta, its rate cut 10x twice near the end
+        # (measured on mlp3: +0.2 points over a constant rate).
+        epochs, milestones = _JP_SCHEDULE[model]
+        return replace(base, epochs=epochs, weight_decay=0.0, lr_milestones=milestones,
+                       prune=PruneParams(weight_density=_JP_WEIGHT[model], prune_epochs=(2, 4, 6, 8)),
+                       jp=JPParams(winner_rates=_JP_RATES[model], warmup_epochs=2,
+                                   warmup_lr_scale=0.5, adadelta_lr=1.0),
                        target=_JP_TARGET[model])
     if method == "static-threshold":
         return replace(base, epochs=ft_epochs // 2, lr=d.lr / 10, static=StaticParams(theta=0.1),

@@ -174,6 +174,11 @@ def train(model_name: str, method: str = "dense", out_dir=None, *,
     ds = zoo.dataset_of(model_name)
     if train_set is None:
         train_set = load_dataset(ds, "train", data_dir)
+        if rec.val_size:
+            from accelsim.models.data import train_val_split
+
+            train_idx, _ = train_val_split(len(train_set), rec.val_size, seed)
+            train_set = train_set.subset(train_idx)
     if limit_train is not None:
         if limit_train < 1:
             raise AccelsimError(f"--limit-train must be >= 1, got {limit_train}")
