@@ -217,7 +217,8 @@ def _quick(r: Recipe) -> Recipe:
     elif r.method == "wp":
         kw.update(epochs=3, prune=replace(r.prune, prune_epochs=(0, 1)))
     elif r.method == "jp":
-        kw.update(epochs=3, prune=replace(r.prune, prune_epochs=(1, 2)))
+        kw.update(epochs=3, prune=replace(r.prune, prune_epochs=(1, 2)),
+                  jp=replace(r.jp, warmup_epochs=1))
     elif r.method == "l0":
         kw.update(epochs=2, l0=replace(r.l0, prune_epoch=1))
     elif r.method in ("greg1", "greg2"):

@@ -192,4 +192,4 @@ def test_every_recipe_round_trips_through_json_and_names_real_layers():
         if r.jp:
             assert set(r.jp.winner_rates) <= set(zoo.activation_masks(zoo.build(model_name)))
     with pytest.raises(Exception, match="unknown recipe"):
-        get_recipe("mlp3", "jp", "fast")
+        get_recipe("mlp3", "jp", "slow")
