@@ -79,7 +79,7 @@ def _finish(frame, out, plot, plotter, echo_lines=()):
 
 @click.group("sweep")
 def sweep_group() -> None:
-    """Activation-pruning sweeps (JPnet Fig. 7-9) and the winner-rate chooser."""
+    """Activation-pruning sweeps and the winner-rate chooser (the JPnet paper's Figs 7 to 9)."""
 
 
 @sweep_group.command("winner-rates")

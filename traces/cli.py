@@ -8,7 +8,7 @@ import click
 
 @click.group("trace")
 def trace() -> None:
-    """Inspect, validate and synthesise trace files."""
+    """Record, inspect, validate and synthesise trace files."""
 
 
 def _shape(s) -> str:
