@@ -64,8 +64,16 @@ def save_figure(fig, out: str | Path, label: str = "") -> Path:
     return out
 
 
+def short_name(trace: str) -> str:
+    """A trace file name without its extensions, for axis labels."""
+    for ext in (".trace.safetensors", ".safetensors"):
+        if trace.endswith(ext):
+            return trace[: -len(ext)]
+    return trace
+
+
 def _bar_labels(frame: pd.DataFrame) -> list[str]:
-    return [f"{t}\n{a} {v}" for t, a, v in zip(frame["trace"], frame["arch"], frame["variant"])]
+    return [f"{short_name(t)}\n{a} {v}" for t, a, v in zip(frame["trace"], frame["arch"], frame["variant"])]
 
 
 def plot_energy(report: pd.DataFrame, out: str | Path) -> None:
@@ -88,7 +96,7 @@ def plot_energy(report: pd.DataFrame, out: str | Path) -> None:
         event = col[len("energy_") : -len("_pj")]
         ax.bar(x, values[:, i], bottom=bottom, label=EVENT_LABELS.get(event, event), color=cmap(i), width=0.7)
         bottom += values[:, i]
-    ax.set_xticks(x, _bar_labels(per_run), fontsize=7)
+    ax.set_xticks(x, _bar_labels(per_run), fontsize=7, rotation=35, ha="right", rotation_mode="anchor")
     ax.set_ylabel("energy per inference (µJ)")
     ax.set_title("Energy by component: dense baseline beside the pruned trace")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="component")
@@ -116,7 +124,7 @@ def plot_cycles(report: pd.DataFrame, out: str | Path) -> None:
         ax.set_xticks(x, layers)
         ax.set_xlabel("layer")
         ax.set_ylabel("cycles per inference (log)")
-        ax.set_title(trace)
+        ax.set_title(short_name(trace))
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3, which="both")
     fig.tight_layout()
