@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from accelsim.atomic import atomic_write
 from accelsim.errors import AccelsimError
 from accelsim.result import EVENTS
 
@@ -53,15 +52,9 @@ def check_figure_path(out: str | Path, label: str = "") -> Path:
 def save_figure(fig, out: str | Path, label: str = "") -> Path:
     """Write a figure atomically (temp file, then rename)."""
     out = check_figure_path(out, label)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    # matplotlib picks the format from the name: keep the real suffix on the temp file
+    return atomic_write(out, lambda tmp: fig.savefig(tmp, format=out.suffix[1:].lower(), dpi=150,
+                                                     bbox_inches="tight"))
 
 
 def short_name(trace: str) -> str:

@@ -3,12 +3,11 @@ against the baselines, console tables, and atomic CSV / Parquet / JSON files."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from accelsim.atomic import atomic_write
 from accelsim.errors import AccelsimError
 
 REPORT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".json": "json"}
@@ -88,19 +87,16 @@ def write_report(report: pd.DataFrame, path: str | Path) -> None:
         raise AccelsimError(f"{path}: unknown report format '{path.suffix}' (use .csv, .parquet or .json)")
     if not path.parent.exists():
         raise AccelsimError(f"{path}: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         if fmt == "csv":
             report.to_csv(tmp, index=False, float_format="%.10g")
         elif fmt == "parquet":
             report.to_parquet(tmp, index=False)
         else:
             report.to_json(tmp, orient="records", indent=1, double_precision=10)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def read_report(path: str | Path) -> pd.DataFrame:

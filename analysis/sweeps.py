@@ -11,8 +11,6 @@ non-zero weight x non-zero activation pairs each sample really meets (see MacCou
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -471,12 +469,6 @@ def write_csv(frame: pd.DataFrame, out) -> Path:
     out = Path(out)
     if not out.parent.exists():
         raise AccelsimError(f"--out {out}: directory {out.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    from accelsim.atomic import atomic_write
+
+    return atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
