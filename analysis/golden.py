@@ -20,7 +20,7 @@ GOLDEN_DIR = Path(__file__).resolve().parents[1] / "tests" / "golden"
 GOLDEN_ARCHS = ("eie64", "cnvlutin")
 
 
-def current_report(arch_spec: str) -> pd.DataFrame:
+def current_report(arch_spec: str, overrides: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
     """Report of every reference trace on one preset, as `accelsim run` computes it."""
     from accelsim.arch import load_arch
     from accelsim.cli_sim import reference_traces
@@ -28,7 +28,7 @@ def current_report(arch_spec: str) -> pd.DataFrame:
     from accelsim.report import to_frame
     from accelsim.simulate import simulate_trace
 
-    arch = load_arch(arch_spec)
+    arch = load_arch(arch_spec, overrides)
     energy = load_energy_table(arch.energy.table)
     rows = []
     for trace in reference_traces():

@@ -130,6 +130,33 @@ def report(runs: Path, plan, data_dir: str | None) -> str:
     return "\n".join(out)
 
 
+def hardware_report(schemes=("bitonic", "threshold")) -> str:
+    """The reference traces on both presets (and both kinds of top-k unit): summary per trace."""
+    import pandas as pd
+
+    from accelsim.analysis.golden import current_report
+    from accelsim.report import summary
+
+    lines = ["| trace | array | top-k unit | cycles / inference | energy / inference (µJ) | exact MAC % | "
+             "speedup vs dense | energy vs dense | speedup vs WP | energy vs WP |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for arch in ("eie64", "cnvlutin"):
+        for scheme in schemes:
+            s = summary(current_report(arch, [f"topk.scheme={scheme}"]))
+            for _, r in s.iterrows():
+                if scheme != schemes[0] and r["method"] != "jp":
+                    continue  # the top-k unit only matters where a dynamic mask exists
+                vs_wp = r.get("speedup_vs_wp")
+                en_wp = r.get("energy_ratio_vs_wp")
+                fmt = lambda v: "" if v is None or pd.isna(v) else f"{v:.2f}x"  # noqa: E731
+                lines.append(
+                    f"| {r['trace'].replace('.trace.safetensors', '')} | {arch} | "
+                    f"{scheme if r['method'] == 'jp' else '-'} | {r['cycles']:,.0f} | {r['energy_uj']:.3f} | "
+                    f"{r['mac_pct']:.2f} | {r['speedup_vs_dense']:.2f}x | {r['energy_ratio_vs_dense']:.2f}x | "
+                    f"{fmt(vs_wp)} | {fmt(en_wp)} |")
+    return "\n".join(lines)
+
+
 def write_report_section(text: str, marker: str) -> None:
     """Replace the text between `<!-- marker:start -->` and `<!-- marker:end -->` in results.md."""
     doc = RESULTS_DOC.read_text()
@@ -157,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         write_report_section(report(args.runs, MNIST_RUNS, args.data_dir), "mnist")
         write_report_section(report(args.runs, CIFAR_RUNS, args.data_dir), "cifar10")
+        write_report_section(hardware_report(), "hardware")
         print(f"updated {RESULTS_DOC}")
 
 
