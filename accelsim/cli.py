@@ -31,20 +31,11 @@ COMMAND_MODULES = (
 
 
 def _register() -> None:
-    """Attach the sub-commands of each part. Import errors here are bugs, not user errors."""
+    """Attach the sub-commands of each part (each module imports only click at the top)."""
     import importlib
 
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a dependency of the module is missing: a real bug
-                raise
-            continue  # that part is not part of this installation
-        if hasattr(module, "register"):
-            module.register(cli)
-        elif hasattr(module, "trace"):
-            cli.add_command(module.trace)
+        importlib.import_module(name).register(cli)
 
 
 _register()

@@ -140,3 +140,7 @@ def record(checkpoint, samples, split, output_samples, eps, data_dir, out):
     acc = meta["accuracy"]
     click.echo(f"wrote {out}: {meta['model']}/{meta['method']}, {samples} {split} images, "
                f"accuracy {acc['value']:.4f} on {acc['num_samples']}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(trace)
