@@ -6,6 +6,7 @@ accelsim.cnvlutin, accelsim.topk, accelsim.memory, accelsim.energy) knows only i
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -42,38 +43,31 @@ def variants_for(arch) -> list[Variant]:
     return out
 
 
-def run_dataflow(layer: LayerRecord, arch, functional: bool) -> DataflowResult:
-    """Dispatch one layer to the arch's dataflow kernel."""
-    acts, weights = arch.sparsity.activations, arch.sparsity.weights
-    if arch.arch.dataflow == "eie":
+def _kernel(dataflow: str):
+    """The dataflow's kernel; its keyword arguments are the fields of the arch section named
+    after the dataflow ([eie] or [cnvlutin]), plus the skip/gate modes."""
+    if dataflow == "eie":
         from accelsim.eie import simulate_eie
 
-        e = arch.eie
-        return simulate_eie(
-            layer,
-            num_pes=e.num_pes,
-            fifo_depth=e.fifo_depth,
-            index_bits=e.index_bits,
-            empty_slice_cycles=e.empty_slice_cycles,
-            act_mode=acts,
-            weight_mode=weights,
-            functional=functional,
-        )
-    if arch.arch.dataflow == "cnvlutin":
+        return simulate_eie
+    if dataflow == "cnvlutin":
         from accelsim.cnvlutin import simulate_cnvlutin
 
-        c = arch.cnvlutin
-        return simulate_cnvlutin(
-            layer,
-            units=c.units,
-            lanes=c.lanes,
-            filters_per_unit=c.filters_per_unit,
-            brick_size=c.brick_size,
-            act_mode=acts,
-            weight_mode=weights,
-            functional=functional,
-        )
-    raise AccelsimError(f"unknown dataflow {arch.arch.dataflow!r}")
+        return simulate_cnvlutin
+    raise AccelsimError(f"unknown dataflow {dataflow!r}")
+
+
+def run_dataflow(layer: LayerRecord, arch, functional: bool) -> DataflowResult:
+    """Dispatch one layer to the arch's dataflow kernel."""
+    kernel = _kernel(arch.arch.dataflow)
+    section = dataclasses.asdict(getattr(arch, arch.arch.dataflow))
+    return kernel(
+        layer,
+        **section,
+        act_mode=arch.sparsity.activations,
+        weight_mode=arch.sparsity.weights,
+        functional=functional,
+    )
 
 
 def check_outputs(trace_name: str, layer: LayerRecord, result: DataflowResult) -> None:
