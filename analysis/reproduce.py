@@ -103,10 +103,10 @@ def _runtime_s(ckpt: Path) -> float:
     return sum(h.get("seconds", 0.0) for h in info["metrics"]["history"])
 
 
-def report(runs: Path, plan, data_dir: str | None) -> str:
+def report(runs: Path, plan, data_dir: str | None, with_validation: bool = False) -> str:
     """Markdown: per model, one row per method (accuracy, weight %, act %, MAC %), then the
-    per-layer tables of the JP run."""
-    from accelsim.analysis.results import markdown_table, measure_checkpoint
+    per-layer tables of the JP run. with_validation adds the held-out validation accuracy."""
+    from accelsim.analysis.results import markdown_table, measure_checkpoint, validation_accuracy
 
     out = []
     for model in dict.fromkeys(m for m, _, _ in plan):
@@ -118,11 +118,17 @@ def report(runs: Path, plan, data_dir: str | None) -> str:
             rows.append((method, measure_checkpoint(d, data_dir=data_dir), _runtime_s(d)))
         if not rows:
             continue
+        val_head = " validation accuracy (held-out training images) |" if with_validation else ""
         out += [f"### {model}", "",
-                "| method | accuracy (test images) | Weight % | Acti % | MAC % (paper est.) | MAC % (exact) | train time (2 cores) |",
-                "|---|---:|---:|---:|---:|---:|---:|"]
+                "| method | accuracy (test images) |" + val_head + " Weight % | Acti % | MAC % (paper est.) | "
+                "MAC % (exact) | train time (2 cores) |",
+                "|---|---:|" + ("---:|" if with_validation else "") + "---:|---:|---:|---:|---:|"]
         for method, r, secs in rows:
-            out.append(f"| {method} | {100 * r.accuracy:.2f} ({r.num_samples:,}) | {r.weight_pct:.1f} | "
+            val = ""
+            if with_validation:
+                acc, n = validation_accuracy(run_dir(runs, model, method), data_dir)
+                val = f" {100 * acc:.2f} ({n:,}) |"
+            out.append(f"| {method} | {100 * r.accuracy:.2f} ({r.num_samples:,}) |{val} {r.weight_pct:.1f} | "
                        f"{r.act_pct:.1f} | {r.mac_pct_estimate:.2f} | {r.mac_pct_exact:.2f} | {secs / 60:.1f} min |")
         out.append("")
         for method, r, _ in rows:
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         record_reference_traces(args.runs, args.data_dir)
     else:
         write_report_section(report(args.runs, MNIST_RUNS, args.data_dir), "mnist")
-        write_report_section(report(args.runs, CIFAR_RUNS, args.data_dir), "cifar10")
+        write_report_section(report(args.runs, CIFAR_RUNS, args.data_dir, with_validation=True), "cifar10")
         write_report_section(hardware_report(), "hardware")
         print(f"updated {RESULTS_DOC}")
 

@@ -57,6 +57,19 @@ class ModelRow:
         return sum(r.dense_macs * r.mac_pct_exact for r in self.layers) / sum(r.dense_macs for r in self.layers)
 
 
+def validation_accuracy(checkpoint, data_dir=None, val_size: int = 5000) -> tuple[float, int]:
+    """Accuracy on the training images the run held out (same split as training and sweeps)."""
+    from accelsim.analysis.sweeps import validation_set
+    from accelsim.models import zoo
+    from accelsim.models.checkpoint import load_checkpoint
+    from accelsim.models.train import evaluate, transform_for
+
+    model, info = load_checkpoint(checkpoint)
+    val = validation_set(zoo.dataset_of(info["model"]), val_size=val_size,
+                         seed=int(info.get("seed") or 0), data_dir=data_dir)
+    return evaluate(model, val, transform_for(info["model"], train=False))
+
+
 def measure_checkpoint(checkpoint, split: str = "test", data_dir=None, limit: int | None = None) -> ModelRow:
     """Evaluate a checkpoint (masks active) on a split and fill the table columns."""
     import torch
