@@ -135,28 +135,23 @@ def plot_group():
     """Figures from a report written by `accelsim run --out`."""
 
 
-@plot_group.command("energy")
-@click.argument("report_path", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Figure file (.png, .pdf, .svg).")
-def plot_energy_cmd(report_path, out):
-    """Stacked per-component energy per trace, dense beside sparse."""
-    from accelsim.plots import plot_energy
-    from accelsim.report import read_report
+def _plot_command(name: str, function: str, summary: str) -> None:
+    """`accelsim plot NAME REPORT -o FIG`, drawing with accelsim.plots.<function>."""
 
-    plot_energy(read_report(report_path), out)
-    click.echo(f"figure written to {out}", err=True)
+    @plot_group.command(name, help=summary)
+    @click.argument("report_path", type=click.Path(dir_okay=False))
+    @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+                  help="Figure file (.png, .pdf, .svg).")
+    def command(report_path, out):
+        from accelsim import plots
+        from accelsim.report import read_report
+
+        getattr(plots, function)(read_report(report_path), out)
+        click.echo(f"figure written to {out}", err=True)
 
 
-@plot_group.command("cycles")
-@click.argument("report_path", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Figure file (.png, .pdf, .svg).")
-def plot_cycles_cmd(report_path, out):
-    """Per-layer cycles of every run in the report."""
-    from accelsim.plots import plot_cycles
-    from accelsim.report import read_report
-
-    plot_cycles(read_report(report_path), out)
-    click.echo(f"figure written to {out}", err=True)
+_plot_command("energy", "plot_energy", "Stacked per-component energy per trace, dense beside sparse.")
+_plot_command("cycles", "plot_cycles", "Per-layer cycles of every run in the report.")
 
 
 def reference_traces() -> list[Path]:

@@ -180,3 +180,16 @@ def test_bad_arch_and_energy_files(lenet_trace, tmp_path, capsys):
     energy.write_text("[table]\nversion = 1\n[events.mac]\npj = 1.0\nsource = 'x'\n")
     code, _, err = run_cli(capsys, "run", "--trace", str(lenet_trace), "--energy", str(energy))
     assert code == 2 and "e.toml" in err and "missing energy" in err
+
+
+def test_plot_commands(lenet_trace, tmp_path, capsys):
+    report = tmp_path / "r.csv"
+    assert run_cli(capsys, "run", "--trace", str(lenet_trace), "--out", str(report), "--quiet")[0] == 0
+    for kind in ("energy", "cycles"):
+        fig = tmp_path / f"{kind}.png"
+        assert run_cli(capsys, "plot", kind, str(report), "-o", str(fig))[0] == 0
+        assert fig.read_bytes()[:4] == b"\x89PNG"
+    code, _, err = run_cli(capsys, "plot", "energy", str(report), "-o", str(tmp_path / "e.bmp"))
+    assert code == 2 and "figure format" in err
+    code, _, err = run_cli(capsys, "plot", "energy", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "e.png"))
+    assert code == 2 and "report not found" in err
