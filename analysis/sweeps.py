@@ -432,31 +432,29 @@ def static_vs_dynamic(model: nn.Module, val_set, transform, thresholds, *, batch
         return 100.0 * act, {g: res.density[f] for g, f in fed.items()}
 
     rows = []
+
+    def measure(mode: str, threshold: float) -> dict[str, float]:
+        """Evaluate with the masks as set now; append the row; return the layer densities."""
+        res = evaluate_model(model, val_set, transform, batch_size)
+        act, dens = summary(res)
+        rows.append({"mode": mode, "threshold": threshold, "accuracy": res.accuracy,
+                     "num_samples": res.num_samples, "act_pct": act,
+                     "mac_pct": res.mac_pct, "layer_densities": json.dumps(dens)})
+        return dens
+
     try:
         with ctx:
             _all_off(model)
-            base = evaluate_model(model, val_set, transform, batch_size)
-            act, dens = summary(base)
-            rows.append({"mode": "unmasked", "threshold": float("nan"), "accuracy": base.accuracy,
-                         "num_samples": base.num_samples, "act_pct": act,
-                         "mac_pct": base.mac_pct, "layer_densities": json.dumps(dens)})
+            measure("unmasked", float("nan"))
             advance("unmasked")
             for t in thresholds:
                 for m, _ in groups.values():
                     m.configure("static-threshold", threshold=t)
-                res = evaluate_model(model, val_set, transform, batch_size)
-                act, dens = summary(res)
-                rows.append({"mode": "static", "threshold": t, "accuracy": res.accuracy,
-                             "num_samples": res.num_samples, "act_pct": act,
-                             "mac_pct": res.mac_pct, "layer_densities": json.dumps(dens)})
+                dens = measure("static", t)
                 advance(f"static theta {t:g}")
                 for g, (m, _) in groups.items():
                     m.configure("topk", min(1.0, max(dens[g], 0.0)))
-                res = evaluate_model(model, val_set, transform, batch_size)
-                act, dens = summary(res)
-                rows.append({"mode": "dynamic", "threshold": t, "accuracy": res.accuracy,
-                             "num_samples": res.num_samples, "act_pct": act,
-                             "mac_pct": res.mac_pct, "layer_densities": json.dumps(dens)})
+                measure("dynamic", t)
                 advance(f"dynamic at theta {t:g}")
     finally:
         _restore(model, snap)
