@@ -17,10 +17,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
+from accelsim import dataflows
+from accelsim.bounds import bounded, check_bounds, field_bounds
 from accelsim.errors import AccelsimError
 
 SPARSITY_MODES = ("skip", "gate", "none")
-DATAFLOWS = ("eie", "cnvlutin")
+DATAFLOWS = dataflows.names()
 TOPK_SCHEMES = ("bitonic", "insertion", "radix", "threshold")
 
 
@@ -30,28 +32,8 @@ class ArchSection:
 
     name: str = "custom"
     dataflow: str = "eie"
-    clock_mhz: float = 800.0
-    data_bits: int = 16
-
-
-@dataclass(frozen=True)
-class EieSection:
-    """[eie]: EIE-style broadcast array (docs/hardware-model.md)."""
-
-    num_pes: int = 64
-    fifo_depth: int = 8
-    index_bits: int = 4
-    empty_slice_cycles: int = 1  # cycles on a popped activation whose slice in the PE is empty
-
-
-@dataclass(frozen=True)
-class CnvlutinSection:
-    """[cnvlutin]: Cnvlutin-style units of neuron lanes working on zero-free bricks."""
-
-    units: int = 16
-    lanes: int = 16
-    filters_per_unit: int = 16
-    brick_size: int = 16
+    clock_mhz: float = bounded(800.0, 0, strict=True)
+    data_bits: int = bounded(16, 1)
 
 
 @dataclass(frozen=True)
@@ -67,19 +49,19 @@ class TopkSection:
     """[topk]: the hardware top-k unit between a layer's output and the next broadcast."""
 
     scheme: str = "bitonic"
-    comparators: int = 64
-    value_bits: int = 16
-    radix_bits: int = 4
+    comparators: int = bounded(64, 1)
+    value_bits: int = bounded(16, 1)
+    radix_bits: int = bounded(4, 1, 16)
 
 
 @dataclass(frozen=True)
 class MemorySection:
     """[memory]: on-chip capacities per PE and DRAM bandwidth (0 = unlimited)."""
 
-    weight_sram_bytes_per_pe: int = 131072
-    act_sram_bytes_per_pe: int = 2048
-    dram_bytes_per_cycle: float = 0.0
-    weight_entry_bits: int = 8  # EIE: 4-bit value index + 4-bit relative index
+    weight_sram_bytes_per_pe: int = bounded(131072, 1)
+    act_sram_bytes_per_pe: int = bounded(2048, 1)
+    dram_bytes_per_cycle: float = bounded(0.0, 0)
+    weight_entry_bits: int = bounded(8, 1)  # EIE: 4-bit value index + 4-bit relative index
 
 
 @dataclass(frozen=True)
@@ -89,17 +71,8 @@ class EnergySection:
     table: str = "default"
 
 
-@dataclass(frozen=True)
-class ArchConfig:
-    """One accelerator configuration; compare, hash and derive variants from it."""
-
-    arch: ArchSection = field(default_factory=ArchSection)
-    eie: EieSection = field(default_factory=EieSection)
-    cnvlutin: CnvlutinSection = field(default_factory=CnvlutinSection)
-    sparsity: SparsitySection = field(default_factory=SparsitySection)
-    topk: TopkSection = field(default_factory=TopkSection)
-    memory: MemorySection = field(default_factory=MemorySection)
-    energy: EnergySection = field(default_factory=EnergySection)
+class _ArchMethods:
+    """Methods of ArchConfig (its fields come from the common sections and the registry)."""
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """{section: {key: value}}: writes back as an equivalent TOML file."""
@@ -110,7 +83,7 @@ class ArchConfig:
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def with_sparsity(self, activations: str, weights: str) -> "ArchConfig":
+    def with_sparsity(self, activations: str, weights: str):
         """Same array, other skip/gate switches; ("none", "none") is the dense baseline."""
         for key, value in (("activations", activations), ("weights", weights)):
             if value not in SPARSITY_MODES:
@@ -121,49 +94,31 @@ class ArchConfig:
             self, sparsity=SparsitySection(activations=activations, weights=weights)
         )
 
-    def eie_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of accelsim.eie.simulate_eie for this configuration."""
-        e = self.eie
-        return dict(
-            num_pes=e.num_pes,
-            fifo_depth=e.fifo_depth,
-            index_bits=e.index_bits,
-            empty_slice_cycles=e.empty_slice_cycles,
-            act_mode=self.sparsity.activations,
-            weight_mode=self.sparsity.weights,
-        )
 
-
-_SECTION_TYPES = {
+_COMMON = {"arch": ArchSection, "sparsity": SparsitySection, "topk": TopkSection,
+           "memory": MemorySection, "energy": EnergySection}
+assert not set(_COMMON) & set(DATAFLOWS), "a dataflow may not take a common section's name"
+# [arch], then one section per registered dataflow, then the common parts.
+_SECTION_TYPES: dict[str, type] = {
     "arch": ArchSection,
-    "eie": EieSection,
-    "cnvlutin": CnvlutinSection,
-    "sparsity": SparsitySection,
-    "topk": TopkSection,
-    "memory": MemorySection,
-    "energy": EnergySection,
+    **{name: flow.section for name, flow in dataflows.registry().items()},
+    **{k: v for k, v in _COMMON.items() if k != "arch"},
 }
-_ALL_KEYS = [f"{s}.{f.name}" for s, cls in _SECTION_TYPES.items() for f in fields(cls)]
+ArchConfig = dataclasses.make_dataclass(
+    "ArchConfig",
+    [(name, cls, field(default_factory=cls)) for name, cls in _SECTION_TYPES.items()],
+    bases=(_ArchMethods,),
+    frozen=True,
+)
+ArchConfig.__module__ = __name__
+ArchConfig.__doc__ = """One accelerator configuration; compare, hash and derive variants from it."""
 
-# (minimum, strict): value must be > minimum when strict, else >= minimum.
-_BOUNDS: dict[str, tuple[float, bool]] = {
-    "arch.clock_mhz": (0, True),
-    "arch.data_bits": (1, False),
-    "eie.num_pes": (1, False),
-    "eie.fifo_depth": (1, False),
-    "eie.index_bits": (1, False),
-    "eie.empty_slice_cycles": (0, False),
-    "cnvlutin.units": (1, False),
-    "cnvlutin.lanes": (1, False),
-    "cnvlutin.filters_per_unit": (1, False),
-    "cnvlutin.brick_size": (1, False),
-    "topk.comparators": (1, False),
-    "topk.value_bits": (1, False),
-    "topk.radix_bits": (1, False),
-    "memory.weight_sram_bytes_per_pe": (1, False),
-    "memory.act_sram_bytes_per_pe": (1, False),
-    "memory.dram_bytes_per_cycle": (0, False),
-    "memory.weight_entry_bits": (1, False),
+_ALL_KEYS = [f"{s}.{f.name}" for s, cls in _SECTION_TYPES.items() for f in fields(cls)]
+_FIELD_BOUNDS = {
+    f"{s}.{f.name}": field_bounds(f)
+    for s, cls in _SECTION_TYPES.items()
+    for f in fields(cls)
+    if field_bounds(f) is not None
 }
 _ENUMS: dict[str, tuple[str, ...]] = {
     "arch.dataflow": DATAFLOWS,
@@ -235,12 +190,8 @@ def _check_value(label: str, key: str, value: Any) -> None:
         raise AccelsimError(
             f"{label}: {key} must be one of {_choices(_ENUMS[key])}, got {value!r}"
         )
-    if key in _BOUNDS:
-        low, strict = _BOUNDS[key]
-        if (value <= low) if strict else (value < low):
-            raise AccelsimError(f"{label}: {key} must be {'>' if strict else '>='} {low:g}, got {value!r}")
-    if key == "topk.radix_bits" and value > 16:
-        raise AccelsimError(f"{label}: {key} must be <= 16, got {value!r}")
+    if key in _FIELD_BOUNDS:
+        check_bounds(label, key, value, _FIELD_BOUNDS[key])
     if key in ("arch.name", "energy.table") and not value.strip():
         raise AccelsimError(f"{label}: {key} must not be empty")
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from accelsim.dataflows import get
 from accelsim.traces.schema import LayerRecord
-
-POINTER_BITS = 16  # EIE column pointers
 
 
 @dataclass(frozen=True)
@@ -27,32 +26,15 @@ class MemoryTraffic:
     stall_cycles: int  # summed over samples
 
 
-def _storage_units(arch) -> int:
-    if arch.arch.dataflow == "eie":
-        return arch.eie.num_pes
-    return arch.cnvlutin.units
-
-
 def weight_bytes_per_unit(layer: LayerRecord, arch) -> int:
-    """Bytes of weight storage in the fullest PE (EIE) or unit (Cnvlutin)."""
-    units = _storage_units(arch)
-    geo = layer.geometry
-    rows = geo.weight_shape[0]
-    per_row = int(np.prod(geo.weight_shape[1:]))
-    if arch.arch.dataflow == "eie" and arch.sparsity.weights == "skip":
-        from accelsim.encoding import stored_entries_per_pe
-
-        entries = stored_entries_per_pe(layer, arch.eie.num_pes, arch.eie.index_bits)
-        columns = geo.in_shape[0] * geo.kernel[0] * geo.kernel[1]
-        pointer_bytes = (columns + 1) * POINTER_BITS // 8
-        return int(math.ceil(int(entries.max(initial=0)) * arch.memory.weight_entry_bits / 8)) + pointer_bytes
-    rows_per_unit = math.ceil(rows / units)
-    return int(math.ceil(rows_per_unit * per_row * arch.arch.data_bits / 8))
+    """Bytes of weight storage in the fullest PE or unit (the dataflow's own footprint)."""
+    return int(get(arch.arch.dataflow).weight_bytes(layer, arch).max(initial=0))
 
 
 def memory_traffic(layer: LayerRecord, arch, cycles_per_sample: np.ndarray) -> MemoryTraffic:
     samples = int(cycles_per_sample.shape[0])
-    units = _storage_units(arch)
+    flow = get(arch.arch.dataflow)
+    units = flow.storage_units(getattr(arch, flow.name))
     geo = layer.geometry
     w_unit = weight_bytes_per_unit(layer, arch)
     weights_on_chip = w_unit <= arch.memory.weight_sram_bytes_per_pe

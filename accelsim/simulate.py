@@ -1,18 +1,19 @@
 """Replay a trace on an architecture: dataflow kernel, top-k unit, memory, energy, per layer.
 
-This is the one place that knows how the parts fit together; each part (accelsim.eie,
-accelsim.cnvlutin, accelsim.topk, accelsim.memory, accelsim.energy) knows only its own job.
+This is the one place that knows how the parts fit together; each part (a dataflow from the
+accelsim.dataflows registry, accelsim.topk, accelsim.memory, accelsim.energy) knows only its
+own job. Nothing here names a dataflow.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from accelsim.dataflows import get as get_dataflow
 from accelsim.energy import EnergyTable
 from accelsim.errors import AccelsimError
 from accelsim.memory import memory_traffic
@@ -43,31 +44,9 @@ def variants_for(arch) -> list[Variant]:
     return out
 
 
-def _kernel(dataflow: str):
-    """The dataflow's kernel; its keyword arguments are the fields of the arch section named
-    after the dataflow ([eie] or [cnvlutin]), plus the skip/gate modes."""
-    if dataflow == "eie":
-        from accelsim.eie import simulate_eie
-
-        return simulate_eie
-    if dataflow == "cnvlutin":
-        from accelsim.cnvlutin import simulate_cnvlutin
-
-        return simulate_cnvlutin
-    raise AccelsimError(f"unknown dataflow {dataflow!r}")
-
-
 def run_dataflow(layer: LayerRecord, arch, functional: bool) -> DataflowResult:
-    """Dispatch one layer to the arch's dataflow kernel."""
-    kernel = _kernel(arch.arch.dataflow)
-    section = dataclasses.asdict(getattr(arch, arch.arch.dataflow))
-    return kernel(
-        layer,
-        **section,
-        act_mode=arch.sparsity.activations,
-        weight_mode=arch.sparsity.weights,
-        functional=functional,
-    )
+    """One layer on the arch's dataflow (looked up in the registry)."""
+    return get_dataflow(arch.arch.dataflow).run(layer, arch, functional=functional)
 
 
 def check_outputs(trace_name: str, layer: LayerRecord, result: DataflowResult) -> None:

@@ -25,7 +25,7 @@ def fifo_depth_study(
     row_skew: float = 0.0,
 ) -> pd.DataFrame:
     """One row per (layer, depth): cycles, load-balance efficiency, stall and starvation shares."""
-    from accelsim.eie import simulate_eie
+    from accelsim.dataflows.eie.kernel import simulate_eie
 
     rows = []
     for i, (geometry, wd, ad) in enumerate(ALEXNET_FC):
@@ -55,7 +55,7 @@ def lockstep_load_balance(layer, num_pes: int = 64, empty_slice_cycles: int = 1)
     broadcast (a queue whose only slot is held until the entry is processed). Then each
     broadcast costs the slowest PE's share: T = sum_j max_p cost_p(j) (+1 for the first
     broadcast), the textbook order-statistics bound that queues exist to beat."""
-    from accelsim.encoding import eie_columns
+    from accelsim.dataflows.eie.encoding import eie_columns
 
     cols = eie_columns(layer.weight, layer.geometry, num_pes, 4).entries("skip")
     busy = total = 0

@@ -21,7 +21,7 @@ import time  # noqa: E402
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from accelsim.eie import simulate_eie  # noqa: E402
+from accelsim.dataflows.eie.kernel import simulate_eie  # noqa: E402
 from accelsim.traces.schema import LayerGeometry, LayerRecord, SparseBatch  # noqa: E402
 
 # name, in_shape, out_shape, kernel, stride, padding, groups
@@ -84,7 +84,7 @@ def main() -> None:
         run(warm, mode, mode)  # JIT warm-up (or cache load)
 
     # step rate of the timing recurrence alone, on one core
-    from accelsim.eie import CostTables, _nonzero_inputs, _timing
+    from accelsim.dataflows.eie.kernel import CostTables, _nonzero_inputs, _timing
 
     fc = layers[5]
     tables = CostTables(fc, 64, 4, 1, "skip")

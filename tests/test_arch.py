@@ -77,7 +77,7 @@ def test_unknown_section_and_top_level_key(tmp_path):
         ("[eie]\nindex_bits = 0\n", "eie.index_bits must be >= 1, got 0"),
         ("[eie]\nempty_slice_cycles = -1\n", "eie.empty_slice_cycles must be >= 0, got -1"),
         ("[arch]\nclock_mhz = 0\n", "arch.clock_mhz must be > 0, got 0.0"),
-        ('[arch]\ndataflow = "scnn"\n', "arch.dataflow must be one of 'eie', 'cnvlutin', got 'scnn'"),
+        ('[arch]\ndataflow = "scnn"\n', "arch.dataflow must be one of 'cnvlutin', 'eie', got 'scnn'"),
         ('[sparsity]\nactivations = "skp"\n', "sparsity.activations must be one of"),
         ('[topk]\nscheme = "heap"\n', "topk.scheme must be one of"),
         ("[topk]\nradix_bits = 9\nvalue_bits = 8\n", "topk.radix_bits must be <= topk.value_bits"),
@@ -144,5 +144,3 @@ def test_to_dict_fingerprint_and_with_sparsity(tmp_path):
     with pytest.raises(AccelsimError, match="sparsity.weights must be one of"):
         cfg.with_sparsity("skip", "skipp")
     assert isinstance(cfg, ArchConfig)
-    assert cfg.eie_kwargs() == dict(num_pes=64, fifo_depth=8, index_bits=4, empty_slice_cycles=1,
-                                    act_mode="skip", weight_mode="skip")

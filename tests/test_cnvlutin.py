@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from accelsim.cnvlutin import WEIGHT_SKIP_ERROR, simulate_cnvlutin
-from accelsim.cnvlutin_reference import simulate_cnvlutin_reference
+from accelsim.dataflows.cnvlutin.kernel import WEIGHT_SKIP_ERROR, simulate_cnvlutin
+from accelsim.dataflows.cnvlutin.reference import simulate_cnvlutin_reference
 from accelsim.errors import AccelsimError
 from accelsim.traces.schema import LayerGeometry, LayerRecord, SparseBatch
 

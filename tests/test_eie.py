@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accelsim.encoding import eie_columns, stored_entries_per_pe
-from accelsim.eie import simulate_eie
-from accelsim.eie_reference import simulate_eie_reference
+from accelsim.dataflows.eie.encoding import eie_columns, stored_entries_per_pe
+from accelsim.dataflows.eie.kernel import simulate_eie
+from accelsim.dataflows.eie.reference import simulate_eie_reference
 from accelsim.errors import AccelsimError
 from accelsim.result import TIMING
 from accelsim.traces.schema import LayerGeometry, LayerRecord, SparseBatch

@@ -43,7 +43,7 @@ def test_wheel_ships_presets_and_reference_traces(wheel_names):
 
 
 def test_simulator_path_does_not_import_torch():
-    code = ("import sys, accelsim.cli, accelsim.simulate, accelsim.eie, accelsim.cnvlutin, "
+    code = ("import sys, accelsim.cli, accelsim.simulate, accelsim.dataflows.eie.kernel, accelsim.dataflows.cnvlutin.kernel, "
             "accelsim.topk, accelsim.traces; assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

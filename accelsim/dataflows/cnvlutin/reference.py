@@ -12,7 +12,7 @@ from collections import deque
 
 import numpy as np
 
-from accelsim.cnvlutin import check_config, conv_shape
+from accelsim.dataflows.cnvlutin.kernel import check_config, conv_shape
 from accelsim.result import DataflowResult
 from accelsim.traces.schema import LayerRecord
 

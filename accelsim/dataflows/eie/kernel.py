@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from accelsim.encoding import WEIGHT_MODES, eie_columns, nonzero_csc
+from accelsim.dataflows.eie.encoding import WEIGHT_MODES, eie_columns, nonzero_csc
 from accelsim.errors import AccelsimError
 from accelsim.result import DataflowResult
 from accelsim.traces.schema import LayerGeometry, LayerRecord
