@@ -90,6 +90,9 @@ def print_report(report, console=None) -> None:
     table = Table(title="summary (per inference)", title_justify="left")
     cols = ["trace", "arch", "cycles", "energy (µJ)", "MAC %", "load bal.", "speedup vs dense", "energy vs dense"]
     has_wp = "speedup_vs_wp" in summ.columns
+    has_iso = "iso_cycles" in summ.columns
+    if has_iso:
+        cols.insert(3, f"cycles @{int(report['iso_multipliers'].iloc[0])} mult.")
     if has_wp:
         cols += ["speedup vs WP", "energy vs WP"]
     for col in cols:
@@ -99,6 +102,8 @@ def print_report(report, console=None) -> None:
             r["trace"], r["arch"], f"{r['cycles']:,.0f}", f"{r['energy_uj']:.3f}", f"{r['mac_pct']:.2f}",
             f"{r['load_balance']:.2f}", f"{r['speedup_vs_dense']:.2f}x", f"{r['energy_ratio_vs_dense']:.2f}x",
         ]
+        if has_iso:
+            cells.insert(3, f"{r['iso_cycles']:,.0f}")
         if has_wp:
             sp, en = r.get("speedup_vs_wp"), r.get("energy_ratio_vs_wp")
             cells += ["" if sp != sp or sp is None else f"{sp:.2f}x", "" if en != en or en is None else f"{en:.2f}x"]
@@ -116,12 +121,17 @@ def print_report(report, console=None) -> None:
 @click.option("--energy", "energy_spec", default=None, help="Energy table TOML (default: the arch's table).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Write the per-layer report (.csv, .parquet or .json).")
+@click.option("--per-multiplier", "iso", type=click.IntRange(1, 2**31), is_flag=False,
+              flag_value=64, default=None, metavar="[N]",
+              help="Add iso_cycles: cycles scaled to N multipliers (default 64), to compare arrays.")
 @click.option("--quiet", is_flag=True, help="Do not print the tables.")
-def run_cmd(traces, arch_spec, overrides, energy_spec, out, quiet):
+def run_cmd(traces, arch_spec, overrides, energy_spec, out, iso, quiet):
     """Replay traces on a sparse array and its dense baseline; report cycles and energy."""
-    from accelsim.report import write_report
+    from accelsim.report import per_multiplier, write_report
 
     report = _simulate(list(traces), arch_spec, list(overrides), energy_spec)
+    if iso is not None:
+        report = per_multiplier(report, iso)
     if out:
         write_report(report, out)
     if not quiet:

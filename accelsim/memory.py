@@ -34,7 +34,7 @@ def weight_bytes_per_unit(layer: LayerRecord, arch) -> int:
 def memory_traffic(layer: LayerRecord, arch, cycles_per_sample: np.ndarray) -> MemoryTraffic:
     samples = int(cycles_per_sample.shape[0])
     flow = get(arch.arch.dataflow)
-    units = flow.storage_units(getattr(arch, flow.name))
+    units = flow.storage_units(flow.section_of(arch))
     geo = layer.geometry
     w_unit = weight_bytes_per_unit(layer, arch)
     weights_on_chip = w_unit <= arch.memory.weight_sram_bytes_per_pe

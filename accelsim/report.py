@@ -22,6 +22,24 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
+ISO_MULTIPLIERS = 64  # default common multiplier count of --per-multiplier (the eie64 array)
+
+
+def per_multiplier(report: pd.DataFrame, multipliers: int = ISO_MULTIPLIERS) -> pd.DataFrame:
+    """Iso-multiplier normalisation for tables that compare arrays of different sizes.
+
+    iso_cycles = cycles x peak_macs_per_cycle / multipliers: the cycles the same array would
+    take scaled to `multipliers` multipliers, assuming its throughput scales linearly with its
+    multiplier count (a normalisation, not a simulation of the smaller or larger array).
+    """
+    out = report.copy()
+    scale = out["peak_macs_per_cycle"] / float(multipliers)
+    out["iso_multipliers"] = int(multipliers)
+    out["iso_cycles"] = out["cycles"] * scale
+    out["iso_time_us"] = out["time_us"] * scale
+    return out
+
+
 def totals(report: pd.DataFrame) -> pd.DataFrame:
     """Per (trace, arch, variant): cycles, energy, MACs summed over layers (per inference)."""
     keys = ["trace", "model", "method", "arch", "variant"]
@@ -36,6 +54,7 @@ def totals(report: pd.DataFrame) -> pd.DataFrame:
         "topk_exposed_cycles",
         "topk_mismatches",
     ]
+    summed += [c for c in ("iso_cycles", "iso_time_us") if c in report.columns]
     energy_cols = [c for c in report.columns if c.startswith("energy_") and c != "energy_pj"]
     out = report.groupby(keys, sort=False, dropna=False)[summed + energy_cols].sum().reset_index()
     busy = report.groupby(keys, sort=False, dropna=False).apply(
@@ -64,6 +83,7 @@ def summary(report: pd.DataFrame) -> pd.DataFrame:
             "method": r["method"],
             "arch": r["arch"],
             "cycles": r["cycles"],
+            **({"iso_cycles": r["iso_cycles"]} if "iso_cycles" in r else {}),
             "energy_uj": r["energy_pj"] * 1e-6,
             "mac_pct": 100.0 * r["effective_macs"] / r["dense_macs"] if r["dense_macs"] else float("nan"),
             "load_balance": r["load_balance"],

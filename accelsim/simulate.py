@@ -123,6 +123,7 @@ def simulate_layer(
 
     energy_pj = energy.energy_pj(counts)
     units = result.num_units
+    peak = get_dataflow(arch.arch.dataflow).peak_macs_per_cycle(arch)
     pe_cycles = units * compute_cycles
     busy = result.counter("busy_pe_cycles")
     eff_macs = float(layer_stats["effective_macs"])  # per sample (mean)
@@ -135,6 +136,7 @@ def simulate_layer(
         "kind": layer.geometry.kind,
         "samples": samples,
         "units": units,
+        "peak_macs_per_cycle": peak,
         "cycles": total_cycles / samples,
         "compute_cycles": compute_cycles / samples,
         "busy_pe_cycles": busy / samples,
@@ -144,7 +146,8 @@ def simulate_layer(
         "padding_entries": result.counter("padding_entries") / samples,
         "memory_stall_cycles": mem.stall_cycles / samples,
         "load_balance": busy / pe_cycles if pe_cycles else 1.0,
-        "utilisation": eff_macs * samples / (units * total_cycles) if total_cycles else 0.0,
+        # useful MACs over what the multipliers could do in the layer's cycles: <= 1
+        "utilisation": eff_macs * samples / (peak * total_cycles) if total_cycles else 0.0,
         "dense_macs": float(layer.geometry.dense_macs),
         "effective_macs": eff_macs,
         "paper_estimate_macs": float(layer_stats["estimated_macs"]),

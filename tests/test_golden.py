@@ -3,20 +3,79 @@ here until the golden files are regenerated with
 
     python -m accelsim.analysis.golden --update
 
-and the commit says why the numbers moved."""
+and the commit says why the numbers moved.
 
+A golden file only records what the code printed; so every golden row is also checked against
+invariants that do not depend on the code that produced it: utilisation <= 1 and equal to
+effective MACs / (peak MACs per cycle x cycles), busy + starve + tail = units x compute cycles,
+cycles = compute + exposed top-k + memory stalls, energy = sum of components = sum of event
+count x pJ of the table, effective MACs <= dense MACs, and the summary's speed-up and energy
+ratios recomputed from the per-layer rows."""
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from accelsim.analysis.golden import GOLDEN_ARCHS, current_report, differences, golden_path
+from accelsim.energy import load_energy_table
+from accelsim.report import summary
+from accelsim.result import EVENTS
 
 
-@pytest.mark.parametrize("arch", GOLDEN_ARCHS)
-def test_reference_reports_match_golden(arch):
-    path = golden_path(arch)
+@pytest.fixture(scope="module", params=GOLDEN_ARCHS)
+def golden(request):
+    path = golden_path(request.param)
     assert path.exists(), f"{path} missing: run python -m accelsim.analysis.golden --update"
-    diffs = differences(current_report(arch), pd.read_csv(path))
+    return request.param, pd.read_csv(path)
+
+
+def test_reference_reports_match_golden(golden):
+    arch, frame = golden
+    diffs = differences(current_report(arch), frame)
     assert not diffs, "figures moved (regenerate the golden files if intended):\n" + "\n".join(diffs[:20])
+
+
+def test_golden_rows_keep_the_invariants(golden):
+    _, g = golden
+    assert (g["utilisation"] >= 0).all() and (g["utilisation"] <= 1).all()
+    assert np.allclose(g["utilisation"], g["effective_macs"] / (g["peak_macs_per_cycle"] * g["cycles"]))
+    pe = g["busy_pe_cycles"] + g["starve_pe_cycles"] + g["tail_pe_cycles"]
+    assert np.allclose(pe, g["units"] * g["compute_cycles"])
+    assert np.allclose(g["cycles"], g["compute_cycles"] + g["topk_exposed_cycles"] + g["memory_stall_cycles"])
+    assert np.allclose(g["load_balance"], g["busy_pe_cycles"] / (g["units"] * g["compute_cycles"]))
+    assert (g["effective_macs"] <= g["dense_macs"]).all()
+    # the sparse array multiplies at least every non-zero pair; the dense one at least as much
+    sparse, dense = g[g["variant"] == "sparse"], g[g["variant"] == "dense"]
+    assert (sparse["events_mac"] >= sparse["effective_macs"] - 1e-9).all()
+    assert (dense["events_mac"].to_numpy() >= sparse["events_mac"].to_numpy() - 1e-9).all()
+    table = load_energy_table()
+    parts = [f"energy_{e}_pj" for e in EVENTS]
+    assert np.allclose(g[parts].sum(axis=1), g["energy_pj"])
+    for e in EVENTS:
+        assert np.allclose(g[f"energy_{e}_pj"], g[f"events_{e}"] * table.pj[e]), e
+    # clock energy: every unit pays every cycle of the layer, busy or waiting
+    assert np.allclose(g["events_pe_cycle"], g["units"] * g["cycles"])
+
+
+def test_summary_ratios_recomputed_from_the_per_layer_rows(golden):
+    _, g = golden
+    per = g.groupby(["trace", "variant"])[["cycles", "energy_pj"]].sum()
+    method = g.groupby("trace")["method"].first()
+    model = g.groupby("trace")["model"].first()
+    summ = summary(g).set_index("trace")
+    assert set(summ.index) == set(g["trace"])
+    for trace, r in summ.iterrows():
+        s, d = per.loc[(trace, "sparse")], per.loc[(trace, "dense")]
+        assert r["cycles"] == pytest.approx(s["cycles"])
+        assert r["speedup_vs_dense"] == pytest.approx(d["cycles"] / s["cycles"])
+        assert r["energy_ratio_vs_dense"] == pytest.approx(d["energy_pj"] / s["energy_pj"])
+        wp = [t for t in method.index if method[t] == "wp" and model[t] == model[trace]]
+        if method[trace] != "wp" and wp:
+            w = per.loc[(wp[0], "sparse")]
+            assert r["speedup_vs_wp"] == pytest.approx(w["cycles"] / s["cycles"])
+            assert r["energy_ratio_vs_wp"] == pytest.approx(w["energy_pj"] / s["energy_pj"])
+        else:
+            assert "speedup_vs_wp" not in summ.columns or r["speedup_vs_wp"] != r["speedup_vs_wp"]
 
 
 def test_golden_comparison_catches_a_moved_cycle():

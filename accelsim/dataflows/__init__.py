@@ -36,6 +36,13 @@ class Dataflow:
     multipliers: Callable[[Any], int]  # section -> peak MACs per cycle
     doc: str = ""
 
+    def section_of(self, arch):
+        """This dataflow's section of an ArchConfig."""
+        return getattr(arch, self.name)
+
+    def peak_macs_per_cycle(self, arch) -> int:
+        return int(self.multipliers(self.section_of(arch)))
+
     def check_kind(self, layer) -> None:
         kind = layer.geometry.kind
         if kind not in self.layer_kinds:
@@ -49,7 +56,7 @@ class Dataflow:
         self.check_kind(layer)
         return self.kernel(
             layer,
-            **dataclasses.asdict(getattr(arch, self.name)),
+            **dataclasses.asdict(self.section_of(arch)),
             act_mode=arch.sparsity.activations,
             weight_mode=arch.sparsity.weights,
             functional=functional,
