@@ -32,8 +32,8 @@ class ArchSection:
 
     name: str = "custom"
     dataflow: str = "eie"
-    clock_mhz: float = bounded(800.0, 0, strict=True)
-    data_bits: int = bounded(16, 1)
+    clock_mhz: float = bounded(800.0, 0, 100_000, strict=True)  # up to 100 GHz
+    data_bits: int = bounded(16, 1, 64)
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ class TopkSection:
     """[topk]: the hardware top-k unit between a layer's output and the next broadcast."""
 
     scheme: str = "bitonic"
-    comparators: int = bounded(64, 1)
-    value_bits: int = bounded(16, 1)
+    comparators: int = bounded(64, 1, 1 << 20)
+    value_bits: int = bounded(16, 1, 64)
     radix_bits: int = bounded(4, 1, 16)
 
 
@@ -58,10 +58,10 @@ class TopkSection:
 class MemorySection:
     """[memory]: on-chip capacities per PE and DRAM bandwidth (0 = unlimited)."""
 
-    weight_sram_bytes_per_pe: int = bounded(131072, 1)
-    act_sram_bytes_per_pe: int = bounded(2048, 1)
-    dram_bytes_per_cycle: float = bounded(0.0, 0)
-    weight_entry_bits: int = bounded(8, 1)  # EIE: 4-bit value index + 4-bit relative index
+    weight_sram_bytes_per_pe: int = bounded(131072, 1, 1 << 40)
+    act_sram_bytes_per_pe: int = bounded(2048, 1, 1 << 40)
+    dram_bytes_per_cycle: float = bounded(0.0, 1e-3, 1e9, zero_ok=True)
+    weight_entry_bits: int = bounded(8, 1, 64)  # EIE: 4-bit value index + 4-bit relative index
 
 
 @dataclass(frozen=True)

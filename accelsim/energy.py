@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from accelsim.bounds import Bounds, check_bounds
 from accelsim.errors import AccelsimError
 from accelsim.result import EVENTS
 
 DEFAULT_TABLE = "default"
 _PRESETS = {"default": "energy-45nm.toml", "default-45nm": "energy-45nm.toml"}
 SUPPORTED_VERSIONS = (1,)
+# pJ per event: 1 uJ is far above any on- or off-chip access; 1e308 would make energies inf.
+PJ_BOUNDS = Bounds(0, 1e6)
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,10 @@ def load_energy_table(spec: str | Path = DEFAULT_TABLE) -> EnergyTable:
         label = str(path)
         if not path.is_file():
             raise AccelsimError(f"{label}: energy table not found (use 'default' or a TOML file)")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AccelsimError(f"{label}: cannot read energy table: {exc}") from None
     return parse_energy_table(text, label)
 
 
@@ -84,8 +90,7 @@ def parse_energy_table(text: str, label: str) -> EnergyTable:
         value = entry.get("pj")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise AccelsimError(f"{label}: events.{event}.pj must be a number, got {value!r}")
-        if not (value >= 0 and value < float("inf")):
-            raise AccelsimError(f"{label}: events.{event}.pj must be finite and >= 0, got {value!r}")
+        check_bounds(label, f"events.{event}.pj", value, PJ_BOUNDS)
         source = entry.get("source")
         if not isinstance(source, str) or not source.strip():
             raise AccelsimError(f"{label}: events.{event}.source must say where the number comes from")

@@ -72,16 +72,16 @@ def test_unknown_section_and_top_level_key(tmp_path):
         ("[eie]\nnum_pes = true\n", "eie.num_pes must be an integer, got True"),
         ("[arch]\nclock_mhz = \"fast\"\n", "arch.clock_mhz must be a number, got 'fast'"),
         ("[sparsity]\nweights = 1\n", "sparsity.weights must be a string, got 1"),
-        ("[eie]\nnum_pes = 0\n", "eie.num_pes must be >= 1, got 0"),
-        ("[eie]\nfifo_depth = 0\n", "eie.fifo_depth must be >= 1, got 0"),
-        ("[eie]\nindex_bits = 0\n", "eie.index_bits must be >= 1, got 0"),
-        ("[eie]\nempty_slice_cycles = -1\n", "eie.empty_slice_cycles must be >= 0, got -1"),
-        ("[arch]\nclock_mhz = 0\n", "arch.clock_mhz must be > 0, got 0.0"),
+        ("[eie]\nnum_pes = 0\n", "eie.num_pes must be >= 1 and <= 4096, got 0"),
+        ("[eie]\nfifo_depth = 0\n", "eie.fifo_depth must be >= 1 and <= 65536, got 0"),
+        ("[eie]\nindex_bits = 0\n", "eie.index_bits must be >= 1 and <= 32, got 0"),
+        ("[eie]\nempty_slice_cycles = -1\n", "eie.empty_slice_cycles must be >= 0 and <= 1024, got -1"),
+        ("[arch]\nclock_mhz = 0\n", "arch.clock_mhz must be > 0 and <= 100000, got 0.0"),
         ('[arch]\ndataflow = "scnn"\n', "arch.dataflow must be one of 'cnvlutin', 'eie', got 'scnn'"),
         ('[sparsity]\nactivations = "skp"\n', "sparsity.activations must be one of"),
         ('[topk]\nscheme = "heap"\n', "topk.scheme must be one of"),
         ("[topk]\nradix_bits = 9\nvalue_bits = 8\n", "topk.radix_bits must be <= topk.value_bits"),
-        ("[memory]\ndram_bytes_per_cycle = -1.0\n", "memory.dram_bytes_per_cycle must be >= 0"),
+        ("[memory]\ndram_bytes_per_cycle = -1.0\n", "memory.dram_bytes_per_cycle must be 0 or >= 0.001 and <= 1e+09, got -1.0"),
     ],
 )
 def test_bad_values_name_file_and_key(tmp_path, text, expected):
@@ -89,6 +89,60 @@ def test_bad_values_name_file_and_key(tmp_path, text, expected):
     msg = error_of(path)
     assert msg.startswith(f"{path}: ")
     assert expected in msg
+
+
+# Non-finite and absurd numbers: one line naming the file (or --set), the key and the bounds.
+HARDENING = [
+    ("[arch]\nclock_mhz = nan\n", "arch.clock_mhz must be a finite number > 0 and <= 100000, got nan"),
+    ("[arch]\nclock_mhz = inf\n", "arch.clock_mhz must be a finite number > 0 and <= 100000, got inf"),
+    ("[arch]\nclock_mhz = -inf\n", "arch.clock_mhz must be a finite number"),
+    ("[arch]\nclock_mhz = 1e308\n", "arch.clock_mhz must be > 0 and <= 100000, got 1e+308"),
+    ("[arch]\ndata_bits = 1000\n", "arch.data_bits must be >= 1 and <= 64, got 1000"),
+    ("[eie]\nnum_pes = 1000000000\n", "eie.num_pes must be >= 1 and <= 4096, got 1000000000"),
+    ("[eie]\nfifo_depth = 1000000000\n", "eie.fifo_depth must be >= 1 and <= 65536, got 1000000000"),
+    ("[eie]\nindex_bits = 99\n", "eie.index_bits must be >= 1 and <= 32, got 99"),
+    ("[eie]\nempty_slice_cycles = 9223372036854775807\n", "eie.empty_slice_cycles must be >= 0 and <= 1024, got 9.22e+18"),
+    ("[cnvlutin]\nunits = 100000\n", "cnvlutin.units must be >= 1 and <= 1024, got 100000"),
+    ("[cnvlutin]\nlanes = 5000\n", "cnvlutin.lanes must be >= 1 and <= 1024"),
+    ("[cnvlutin]\nfilters_per_unit = 0\n", "cnvlutin.filters_per_unit must be >= 1 and <= 1024, got 0"),
+    ("[cnvlutin]\nbrick_size = 10000\n", "cnvlutin.brick_size must be >= 1 and <= 4096"),
+    ("[topk]\ncomparators = 1e9\n", "topk.comparators must be an integer, got 1000000000.0"),
+    ("[topk]\ncomparators = 1000000000\n", "topk.comparators must be >= 1 and <= 1.04858e+06"),
+    ("[topk]\nvalue_bits = 65\n", "topk.value_bits must be >= 1 and <= 64, got 65"),
+    ("[memory]\ndram_bytes_per_cycle = nan\n", "memory.dram_bytes_per_cycle must be a finite number"),
+    ("[memory]\ndram_bytes_per_cycle = 1e-300\n", "memory.dram_bytes_per_cycle must be 0 or >= 0.001 and <= 1e+09, got 1e-300"),
+    ("[memory]\ndram_bytes_per_cycle = inf\n", "memory.dram_bytes_per_cycle must be a finite number"),
+    ("[memory]\nweight_sram_bytes_per_pe = 0\n", "memory.weight_sram_bytes_per_pe must be >= 1"),
+    ("[memory]\nact_sram_bytes_per_pe = 10000000000000000\n", "memory.act_sram_bytes_per_pe must be >= 1 and <= 1.09951e+12"),
+    ("[memory]\nweight_entry_bits = 100\n", "memory.weight_entry_bits must be >= 1 and <= 64, got 100"),
+]
+
+
+@pytest.mark.parametrize("text, expected", HARDENING)
+def test_non_finite_and_absurd_numbers_are_refused(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    msg = error_of(path)
+    assert msg.startswith(f"{path}: ")
+    assert expected in msg
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("eie.num_pes=10**30", "--set eie.num_pes: eie.num_pes must be an integer, got '10**30'"),
+    ("eie.num_pes=1000000000000000000000000000000", "--set eie.num_pes: eie.num_pes must be >= 1 and <= 4096, got 1e+30"),
+    ("eie.num_pes=1e9", "--set eie.num_pes: eie.num_pes must be an integer, got 1000000000.0"),
+    ("eie.fifo_depth=1000000000", "--set eie.fifo_depth: eie.fifo_depth must be >= 1 and <= 65536, got 1000000000"),
+    ("arch.clock_mhz=nan", "--set arch.clock_mhz: arch.clock_mhz must be a finite number > 0 and <= 100000, got nan"),
+    ("memory.dram_bytes_per_cycle=1e-300", "--set memory.dram_bytes_per_cycle: memory.dram_bytes_per_cycle must be 0 or >= 0.001"),
+])
+def test_override_bounds(item, expected):
+    assert error_of("eie64", [item]).startswith(expected)
+
+
+def test_bounds_allow_real_arrays_and_zero_bandwidth():
+    cfg = load_arch("eie64", ["eie.num_pes=4096", "eie.fifo_depth=65536", "memory.dram_bytes_per_cycle=0",
+                              "arch.clock_mhz=3000", "memory.weight_sram_bytes_per_pe=1099511627776"])
+    assert cfg.eie.num_pes == 4096 and cfg.memory.dram_bytes_per_cycle == 0.0
+    assert load_arch("cnvlutin", ["memory.dram_bytes_per_cycle=0.5"]).memory.dram_bytes_per_cycle == 0.5
 
 
 def test_missing_file_invalid_toml_unknown_preset(tmp_path):
@@ -114,7 +168,7 @@ def test_override_errors():
     assert error_of("eie64", ["eie.fifo_depth=x"]) == (
         "--set eie.fifo_depth: eie.fifo_depth must be an integer, got 'x'"
     )
-    assert error_of("eie64", ["eie.num_pes=0"]) == "--set eie.num_pes: eie.num_pes must be >= 1, got 0"
+    assert error_of("eie64", ["eie.num_pes=0"]) == "--set eie.num_pes: eie.num_pes must be >= 1 and <= 4096, got 0"
     assert "expected section.key=value" in error_of("eie64", ["eie.num_pes"])
     assert "expected section.key=value" in error_of("eie64", ["num_pes=3"])
 
@@ -144,3 +198,31 @@ def test_to_dict_fingerprint_and_with_sparsity(tmp_path):
     with pytest.raises(AccelsimError, match="sparsity.weights must be one of"):
         cfg.with_sparsity("skip", "skipp")
     assert isinstance(cfg, ArchConfig)
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["--set", "eie.num_pes=1000000000"], "--set eie.num_pes: eie.num_pes must be >= 1 and <= 4096"),
+    (["--set", "eie.fifo_depth=1000000000"], "eie.fifo_depth must be >= 1 and <= 65536"),
+    (["--set", "arch.clock_mhz=inf"], "arch.clock_mhz must be a finite number"),
+    (["--set", "memory.dram_bytes_per_cycle=1e-300"], "memory.dram_bytes_per_cycle must be 0 or >= 0.001"),
+    (["--arch", "ARCH"], "arch.toml: cnvlutin.lanes must be >= 1 and <= 1024, got 100000"),
+    (["--energy", "ENERGY"], "energy.toml: events.dram_byte.pj must be >= 0 and <= 1e+06, got 1e+308"),
+])
+def test_run_refuses_bad_numbers_with_one_line_and_exit_2(tmp_path, capsys, args, phrase):
+    from accelsim.cli import main
+    from accelsim.energy import DEFAULT_TABLE, _PRESETS
+    from importlib import resources
+
+    arch = write(tmp_path, '[arch]\ndataflow = "cnvlutin"\n[cnvlutin]\nlanes = 100000\n')
+    text = resources.files("accelsim.presets").joinpath(_PRESETS[DEFAULT_TABLE]).read_text()
+    energy = tmp_path / "energy.toml"
+    energy.write_text(text.replace("[events.dram_byte]\npj = ", "[events.dram_byte]\npj = 1e308 #"))
+    args = [{"ARCH": arch, "ENERGY": str(energy)}.get(a, a) for a in args]
+    out = tmp_path / "r.csv"
+    trace = tmp_path / "t.trace.safetensors"
+    trace.write_bytes(b"")  # never read: the configuration is refused first
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--trace", str(trace), "--out", str(out), *args])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and not out.exists()
+    assert err.startswith("error: ") and "\n" not in err and phrase in err, err

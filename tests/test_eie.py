@@ -265,3 +265,13 @@ def test_samples_limit_and_bad_arguments():
     bad = LayerRecord(layer.geometry, layer.weight[:, :4], None, None, layer.inputs)
     with pytest.raises(AccelsimError, match="layer 'fc': weight shape"):
         simulate_eie(bad, **kw)
+
+
+def test_tables_past_the_memory_limit_are_refused_before_allocation(monkeypatch):
+    import accelsim.dataflows.eie.kernel as kernel
+
+    layer = make_layer(np.random.default_rng(0), kind="linear", c=8, m=8)
+    monkeypatch.setattr(kernel, "MAX_TABLE_BYTES", 100)
+    with pytest.raises(AccelsimError, match=r"layer 'fc': 4 PEs need .* GiB of EIE cost tables"):
+        simulate_eie(layer, num_pes=4, fifo_depth=2, index_bits=4, empty_slice_cycles=1,
+                     act_mode="skip", weight_mode="skip")

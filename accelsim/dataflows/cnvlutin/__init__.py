@@ -19,10 +19,10 @@ from accelsim.dataflows import Dataflow
 class CnvlutinSection:
     """[cnvlutin]: Cnvlutin-style units of neuron lanes working on zero-free bricks."""
 
-    units: int = bounded(16, 1)
-    lanes: int = bounded(16, 1)
-    filters_per_unit: int = bounded(16, 1)
-    brick_size: int = bounded(16, 1)
+    units: int = bounded(16, 1, 1024)
+    lanes: int = bounded(16, 1, 1024)
+    filters_per_unit: int = bounded(16, 1, 1024)
+    brick_size: int = bounded(16, 1, 4096)
 
 
 def _kernel(layer, **kw):

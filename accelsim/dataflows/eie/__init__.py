@@ -22,11 +22,11 @@ POINTER_BITS = 16  # column pointers, one per column (+1) in every PE
 class EieSection:
     """[eie]: EIE-style broadcast array (docs/hardware-model.md)."""
 
-    num_pes: int = bounded(64, 1)
-    fifo_depth: int = bounded(8, 1)
-    index_bits: int = bounded(4, 1)
+    num_pes: int = bounded(64, 1, 4096)
+    fifo_depth: int = bounded(8, 1, 1 << 16)
+    index_bits: int = bounded(4, 1, 32)
     # cycles on a popped activation whose slice in the PE is empty
-    empty_slice_cycles: int = bounded(1, 0)
+    empty_slice_cycles: int = bounded(1, 0, 1024)
 
 
 def _kernel(layer, **kw):

@@ -278,6 +278,22 @@ def _nonzero_inputs(layer: LayerRecord, n_samples: int) -> tuple[np.ndarray, np.
     return indptr, idx[keep], vals[keep]
 
 
+# The per-layer tables (cost per input position x PE, column counts per PE) live in memory at
+# once; past this a configuration is refused before anything is allocated.
+MAX_TABLE_BYTES = 8 << 30
+
+
+def check_table_size(geo: LayerGeometry, num_pes: int) -> None:
+    """One-line error when the layer's cost and column tables would exceed MAX_TABLE_BYTES."""
+    c, h, w, m, oh, ow, kh, kw = conv_dims(geo)[:8]
+    need = c * h * w * num_pes * 4 + 3 * c * kh * kw * num_pes * 8
+    if need > MAX_TABLE_BYTES:
+        raise AccelsimError(
+            f"layer {geo.name!r}: {num_pes} PEs need {need / 2**30:.1f} GiB of EIE cost tables "
+            f"(limit {MAX_TABLE_BYTES >> 30} GiB); use fewer PEs"
+        )
+
+
 def _check_args(num_pes, fifo_depth, index_bits, empty_slice_cycles, act_mode, weight_mode):
     for key, value, low in (("num_pes", num_pes, 1), ("fifo_depth", fifo_depth, 1),
                             ("index_bits", index_bits, 1),
@@ -309,6 +325,7 @@ def simulate_eie(
     """
     _check_args(num_pes, fifo_depth, index_bits, empty_slice_cycles, act_mode, weight_mode)
     check_layer(layer)
+    check_table_size(layer.geometry, int(num_pes))
     geo = layer.geometry
     n_total = layer.inputs.num_samples
     n_samples = n_total if samples is None else max(0, min(int(samples), n_total))
