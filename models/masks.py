@@ -37,13 +37,34 @@ __all__ = [
     "kept_count",
     "subsample_stride",
     "topk_mask",
+    "topk_mask_by_sort",
     "threshold_prediction_mask",
     "static_threshold_mask",
 ]
 
 
 def topk_mask(x: torch.Tensor, winner_rate: float) -> torch.Tensor:
-    """Bool mask (shape of x) of each sample's k largest |x|; ties: lower flat index wins."""
+    """Bool mask (shape of x) of each sample's k largest |x|; ties: lower flat index wins.
+
+    Selection, not sorting: theta = the k-th largest |x| per sample (torch.topk values), keep
+    every |x| > theta, then the lowest-index elements equal to theta until k are kept. This is
+    exactly the stable descending sort's first k (reference: topk_mask_by_sort)."""
+    flat = _abs2d(x)
+    s, n = flat.shape
+    k = kept_count(n, winner_rate)
+    if s == 0 or k == n:
+        return torch.ones_like(flat, dtype=torch.bool).reshape(x.shape)
+    theta = torch.topk(flat, k, dim=1, largest=True, sorted=False).values.amin(1, keepdim=True)
+    if bool(torch.isnan(theta).any()):  # NaN sorts as largest; keep the sort's exact order
+        return topk_mask_by_sort(x, winner_rate)
+    above = flat > theta
+    tied = flat == theta
+    need = k - above.sum(1, keepdim=True)
+    return (above | (tied & (tied.cumsum(1) <= need))).reshape(x.shape)
+
+
+def topk_mask_by_sort(x: torch.Tensor, winner_rate: float) -> torch.Tensor:
+    """The definition of topk_mask as a stable descending sort (slow; tests and NaN inputs)."""
     flat = _abs2d(x)
     s, n = flat.shape
     k = kept_count(n, winner_rate)

@@ -133,3 +133,24 @@ def test_torch_and_numpy_masks_identical_on_random_data_with_ties():
         for theta in (0.0, 0.25, 0.3, 0.5):
             t = ActivationMask("static-threshold", threshold=theta).compute_mask(x).numpy()
             assert np.array_equal(t, maskfn.static_threshold_mask(a, theta)), (seed, theta)
+
+
+def test_selection_topk_equals_the_stable_sort_definition_bit_for_bit():
+    """topk_mask selects (no per-sample sort); the sort is the definition it must reproduce,
+    ties (lower flat index wins), -0.0, NaN rows, channels_last inputs and half precision."""
+    from accelsim.models.masks import topk_mask, topk_mask_by_sort
+
+    for seed in range(30):
+        shape = [(6, 4, 5, 5), (9, 37), (3, 2, 7, 3), (1, 300)][seed % 4]
+        x = _ties(shape, seed)
+        if seed % 3 == 1:
+            x = x + torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * 1e-3
+        if seed % 5 == 2:
+            x[0].view(-1)[seed % 7] = float("nan")
+            x.view(x.shape[0], -1)[-1, :3] = -0.0
+        if seed % 4 == 0:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if seed % 6 == 5:
+            x = x.to(torch.bfloat16)
+        for rate in (0.0, 0.02, 0.1, 0.25, 0.5, 0.77, 0.99, 1.0):
+            assert torch.equal(topk_mask(x, rate), topk_mask_by_sort(x, rate)), (seed, rate)
