@@ -28,7 +28,8 @@ def _simulate(traces: list[str], arch_spec: str, overrides: list[str], energy_sp
     rows: list[dict] = []
     with _LazyProgress(f"simulating on {arch.arch.name}") as progress:
         for t in traces:
-            rows += simulate_trace(t, arch, energy, on_layer=progress.advance)
+            rows += simulate_trace(t, arch, energy, on_layer=progress.advance,
+                                   source=arch_spec, overrides=overrides)
     return to_frame(rows)
 
 

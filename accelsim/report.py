@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from accelsim.atomic import atomic_write
 from accelsim.errors import AccelsimError
 
 REPORT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".json": "json"}
-ID_COLUMNS = ["trace", "model", "method", "arch", "dataflow", "variant", "layer_index", "layer", "kind"]
+ID_COLUMNS = ["trace", "model", "method", "arch", "dataflow", "variant", "layer_index", "layer", "kind",
+              "arch_source", "arch_overrides", "arch_hash", "energy_table", "energy_hash"]
+LAST_COLUMNS = ["arch_config"]  # the whole resolved configuration (JSON), long: kept at the end
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
@@ -19,7 +22,14 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
     if frame.empty:
         return frame
     first = [c for c in ID_COLUMNS if c in frame.columns]
-    return frame[first + [c for c in frame.columns if c not in first]]
+    last = [c for c in LAST_COLUMNS if c in frame.columns]
+    return frame[first + [c for c in frame.columns if c not in first + last] + last]
+
+
+def run_keys(report: pd.DataFrame) -> list[str]:
+    """Columns that tell one run apart: (trace, arch) and, in reports that have them, the
+    configuration and energy-table hashes (two arch files may share a name)."""
+    return ["trace", "arch"] + [c for c in ("arch_hash", "energy_hash") if c in report.columns]
 
 
 ISO_MULTIPLIERS = 64  # default common multiplier count of --per-multiplier (the eie64 array)
@@ -42,7 +52,8 @@ def per_multiplier(report: pd.DataFrame, multipliers: int = ISO_MULTIPLIERS) -> 
 
 def totals(report: pd.DataFrame) -> pd.DataFrame:
     """Per (trace, arch, variant): cycles, energy, MACs summed over layers (per inference)."""
-    keys = ["trace", "model", "method", "arch", "variant"]
+    run = run_keys(report)
+    keys = run[:1] + ["model", "method"] + run[1:] + ["variant"]
     summed = [
         "cycles",
         "time_us",
@@ -55,7 +66,7 @@ def totals(report: pd.DataFrame) -> pd.DataFrame:
         "topk_mismatches",
     ]
     summed += [c for c in ("iso_cycles", "iso_time_us") if c in report.columns]
-    energy_cols = [c for c in report.columns if c.startswith("energy_") and c != "energy_pj"]
+    energy_cols = [c for c in report.columns if c.startswith("energy_") and c.endswith("_pj") and c != "energy_pj"]
     out = report.groupby(keys, sort=False, dropna=False)[summed + energy_cols].sum().reset_index()
     busy = report.groupby(keys, sort=False, dropna=False).apply(
         lambda g: (g["busy_pe_cycles"].sum() / (g["units"] * g["compute_cycles"]).sum())
@@ -72,16 +83,17 @@ def summary(report: pd.DataFrame) -> pd.DataFrame:
     against the weight-pruned trace (method "wp") of the same model when one was run."""
     tot = totals(report)
     sparse = tot[tot["variant"] == "sparse"].copy()
-    dense = tot[tot["variant"] == "dense"].set_index(["trace", "arch"])
+    keys = run_keys(tot)
+    dense = tot[tot["variant"] == "dense"].set_index(keys)
     rows = []
     for _, r in sparse.iterrows():
-        key = (r["trace"], r["arch"])
+        key = tuple(r[k] for k in keys)
         d = dense.loc[key] if key in dense.index else None
         entry = {
             "trace": r["trace"],
             "model": r["model"],
             "method": r["method"],
-            "arch": r["arch"],
+            **{k: r[k] for k in keys[1:]},
             "cycles": r["cycles"],
             **({"iso_cycles": r["iso_cycles"]} if "iso_cycles" in r else {}),
             "energy_uj": r["energy_pj"] * 1e-6,
@@ -90,7 +102,8 @@ def summary(report: pd.DataFrame) -> pd.DataFrame:
             "speedup_vs_dense": d["cycles"] / r["cycles"] if d is not None and r["cycles"] else float("nan"),
             "energy_ratio_vs_dense": d["energy_pj"] / r["energy_pj"] if d is not None and r["energy_pj"] else float("nan"),
         }
-        wp = sparse[(sparse["method"] == "wp") & (sparse["model"] == r["model"]) & (sparse["arch"] == r["arch"])]
+        same_run = np.logical_and.reduce([sparse[k] == r[k] for k in keys[1:]])
+        wp = sparse[(sparse["method"] == "wp") & (sparse["model"] == r["model"]) & same_run]
         if len(wp) and r["method"] != "wp":
             w = wp.iloc[0]
             entry["speedup_vs_wp"] = w["cycles"] / r["cycles"] if r["cycles"] else float("nan")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -171,8 +171,15 @@ def simulate_trace(
     arch,
     energy: EnergyTable,
     on_layer: Callable[[str, str], None] | None = None,
+    source: str | None = None,
+    overrides: Sequence[str] = (),
 ) -> list[dict]:
-    """Rows for every layer of one trace on the array and its dense baseline."""
+    """Rows for every layer of one trace on the array and its dense baseline.
+
+    source, overrides: the preset or file the arch came from and the `--set` items applied to
+    it, recorded in every row (accelsim.provenance) with the resolved config and its hash.
+    """
+    from accelsim.provenance import run_columns
     from accelsim.traces import open_trace
     from accelsim.traces.info import layer_stats
 
@@ -180,6 +187,7 @@ def simulate_trace(
     name = Path(path).name
     meta = trace.meta
     rows: list[dict] = []
+    provenance = run_columns(arch, energy, source, overrides)
     plans = variants_for(arch)
     previous: dict[str, np.ndarray | None] = {v.label: None for v in plans}
     for index in range(len(trace)):
@@ -192,6 +200,7 @@ def simulate_trace(
             row["model"] = meta.get("model")
             row["method"] = meta.get("method")
             row["layer_index"] = index
+            row.update(provenance)
             rows.append(row)
             if on_layer is not None:
                 on_layer(name, f"{layer.name} ({variant.label})")

@@ -32,7 +32,7 @@ def current_report(arch_spec: str, overrides: tuple[str, ...] | list[str] = ()) 
     energy = load_energy_table(arch.energy.table)
     rows = []
     for trace in reference_traces():
-        rows += simulate_trace(trace, arch, energy)
+        rows += simulate_trace(trace, arch, energy, source=arch_spec, overrides=overrides)
     return to_frame(rows)
 
 
