@@ -12,7 +12,9 @@ import sys
 import click
 
 from accelsim import __version__
+from accelsim.atomic import os_reason
 from accelsim.errors import AccelsimError
+from accelsim.plaintext import visible
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,24 +43,42 @@ def _register() -> None:
 _register()
 
 
+def _usage_line(exc: click.UsageError) -> str:
+    """A click usage error (bad option value, unknown option, missing argument) as one line."""
+    where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+    hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return f"{where}{visible(exc.format_message())}{hint}"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: user errors become one line on stderr and exit code 2."""
+    """Console-script entry point: user errors become one line on stderr and exit code 2.
+
+    AccelsimError carries a message naming the file or option; click's usage errors are folded
+    to one line; an OSError that no writer or reader mapped (the last resort) is shown as its
+    file name and reason. Messages are made visible (a newline in a name stays on the line)."""
     try:
         code = cli.main(args=argv, prog_name="accelsim", standalone_mode=False)
     except AccelsimError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {visible(exc)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        click.echo(f"error: {_usage_line(exc)}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {visible(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as exc:
+        where = f"{visible(exc.filename)}: " if exc.filename else ""
+        click.echo(f"error: {where}{os_reason(exc)}", err=True)
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 
 

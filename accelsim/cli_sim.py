@@ -5,12 +5,15 @@ Only click is imported at module level; numba kernels load when a command runs.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import click
 
+from accelsim.atomic import check_output_file, make_output_dir
 from accelsim.errors import AccelsimError
+from accelsim.plaintext import rich_text, visible
 
 
 def _simulate(traces: list[str], arch_spec: str, overrides: list[str], energy_spec: str | None):
@@ -34,7 +37,8 @@ def _simulate(traces: list[str], arch_spec: str, overrides: list[str], energy_sp
 
 
 class _LazyProgress:
-    """A progress line that appears only once a run has taken more than a second."""
+    """A progress line that appears only once a run has taken more than a second, and only on
+    a terminal (in a log file a transient line would end as a blank line before any error)."""
 
     def __init__(self, title: str, delay_s: float = 1.0):
         self.title, self.delay_s = title, delay_s
@@ -46,7 +50,8 @@ class _LazyProgress:
         return self
 
     def advance(self, trace: str, what: str) -> None:
-        if self.progress is None and time.monotonic() - self.start > self.delay_s:
+        if self.progress is None and time.monotonic() - self.start > self.delay_s \
+                and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -57,7 +62,7 @@ class _LazyProgress:
             self.progress.start()
             self.task = self.progress.add_task(self.title)
         if self.progress is not None:
-            self.progress.update(self.task, description=f"{self.title}: {trace} {what}")
+            self.progress.update(self.task, description=visible(f"{self.title}: {trace} {what}"))
 
     def __exit__(self, *exc):
         if self.progress is not None:
@@ -72,17 +77,15 @@ def print_report(report, console=None) -> None:
 
     from accelsim.report import summary
 
-    import sys
-
     # Wide enough for every column when writing to a file or a pipe (rich assumes 80 there).
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     for (trace, arch), group in report.groupby(["trace", "arch"], sort=False):
-        table = Table(title=f"{trace} on {arch}", title_justify="left")
+        table = Table(title=rich_text(f"{trace} on {arch}"), title_justify="left")
         for col in ("layer", "variant", "cycles", "load bal.", "util.", "eff. MACs", "energy (nJ)", "top-k cyc", "mask mism."):
             table.add_column(col, justify="left" if col in ("layer", "variant") else "right")
         for _, r in group.iterrows():
             table.add_row(
-                r["layer"], r["variant"], f"{r['cycles']:,.0f}", f"{r['load_balance']:.2f}",
+                rich_text(r["layer"]), rich_text(r["variant"]), f"{r['cycles']:,.0f}", f"{r['load_balance']:.2f}",
                 f"{r['utilisation']:.2f}", f"{r['effective_macs']:,.0f}", f"{r['energy_pj'] / 1e3:,.1f}",
                 f"{r['topk_exposed_cycles']:,.0f}", f"{r['topk_mismatches']:.1f}",
             )
@@ -100,7 +103,7 @@ def print_report(report, console=None) -> None:
         table.add_column(col, justify="left" if col in ("trace", "arch") else "right")
     for _, r in summ.iterrows():
         cells = [
-            r["trace"], r["arch"], f"{r['cycles']:,.0f}", f"{r['energy_uj']:.3f}", f"{r['mac_pct']:.2f}",
+            rich_text(r["trace"]), rich_text(r["arch"]), f"{r['cycles']:,.0f}", f"{r['energy_uj']:.3f}", f"{r['mac_pct']:.2f}",
             f"{r['load_balance']:.2f}", f"{r['speedup_vs_dense']:.2f}x", f"{r['energy_ratio_vs_dense']:.2f}x",
         ]
         if has_iso:
@@ -120,16 +123,18 @@ def print_report(report, console=None) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override an architecture field, e.g. --set eie.fifo_depth=4.")
 @click.option("--energy", "energy_spec", default=None, help="Energy table TOML (default: the arch's table).")
-@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="Write the per-layer report (.csv, .parquet or .json).")
+@click.option("--out", "out", default=None,
+              help="Write the per-layer report (.csv, .parquet or .json); checked before simulating.")
 @click.option("--per-multiplier", "iso", type=click.IntRange(1, 2**31), is_flag=False,
               flag_value=64, default=None, metavar="[N]",
               help="Add iso_cycles: cycles scaled to N multipliers (default 64), to compare arrays.")
 @click.option("--quiet", is_flag=True, help="Do not print the tables.")
 def run_cmd(traces, arch_spec, overrides, energy_spec, out, iso, quiet):
     """Replay traces on a sparse array and its dense baseline; report cycles and energy."""
-    from accelsim.report import per_multiplier, write_report
+    from accelsim.report import REPORT_FORMATS, per_multiplier, write_report
 
+    if out:
+        check_output_file(out, REPORT_FORMATS, kind="report")
     report = _simulate(list(traces), arch_spec, list(overrides), energy_spec)
     if iso is not None:
         report = per_multiplier(report, iso)
@@ -150,14 +155,15 @@ def _plot_command(name: str, function: str, summary: str) -> None:
     """`accelsim plot NAME REPORT -o FIG`, drawing with accelsim.plots.<function>."""
 
     @plot_group.command(name, help=summary)
-    @click.argument("report_path", type=click.Path(dir_okay=False))
-    @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
-                  help="Figure file (.png, .pdf, .svg).")
+    @click.argument("report_path")
+    @click.option("-o", "--out", required=True, help="Figure file (.png, .pdf, .svg).")
     def command(report_path, out):
         from accelsim import plots
         from accelsim.report import read_report
 
-        getattr(plots, function)(read_report(report_path), out)
+        plots.check_figure_path(out, "-o")
+        report = plots.plottable_report(read_report(report_path), report_path, name)
+        getattr(plots, function)(report, out)
         click.echo(f"figure written to {out}", err=True)
 
 
@@ -177,17 +183,19 @@ def reference_traces() -> list[Path]:
 
 
 @click.command("demo")
-@click.option("--out-dir", default="accelsim-demo", show_default=True, type=click.Path(file_okay=False),
-              help="Where the report and the figures go.")
+@click.option("--out-dir", default="accelsim-demo", show_default=True,
+              help="Where the report and the figures go (created if missing).")
 def demo_cmd(out_dir):
     """Replay the reference traces on eie64 and cnvlutin; print the comparison, write plots."""
     import pandas as pd
 
-    from accelsim.plots import plot_cycles, plot_energy
-    from accelsim.report import write_report
+    from accelsim.plots import FIGURE_FORMATS, plot_cycles, plot_energy
+    from accelsim.report import REPORT_FORMATS, write_report
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(out_dir, option="--out-dir")
+    check_output_file(out / "report.csv", REPORT_FORMATS, option=None, kind="report")
+    for name in ("energy.png", "cycles.png"):
+        check_output_file(out / name, FIGURE_FORMATS, option=None, kind="figure")
     traces = [str(p) for p in reference_traces()]
     click.echo(f"reference traces: {', '.join(Path(t).name for t in traces)}")
     frames = []

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from accelsim.atomic import atomic_write
+from accelsim.atomic import atomic_write, check_output_file
 from accelsim.errors import AccelsimError
+from accelsim.plaintext import mpl_text, visible
 from accelsim.result import EVENTS
 
 EVENT_LABELS = {
@@ -40,21 +41,72 @@ FIGURE_FORMATS = (".png", ".pdf", ".svg")
 
 def check_figure_path(out: str | Path, label: str = "") -> Path:
     """Fail early (before a long run) on a figure path that cannot be written."""
-    out = Path(out)
-    where = f"{label} {out}".strip()
-    if out.suffix.lower() not in FIGURE_FORMATS:
-        raise AccelsimError(f"{where}: figure format must be one of {', '.join(FIGURE_FORMATS)}")
-    if not out.parent.exists():
-        raise AccelsimError(f"{where}: directory {out.parent} does not exist")
-    return out
+    return check_output_file(out, FIGURE_FORMATS, option=label or None, kind="figure")
 
 
 def save_figure(fig, out: str | Path, label: str = "") -> Path:
     """Write a figure atomically (temp file, then rename)."""
     out = check_figure_path(out, label)
-    # matplotlib picks the format from the name: keep the real suffix on the temp file
+    # matplotlib picks the format from the name: give it the real suffix for the temp file
     return atomic_write(out, lambda tmp: fig.savefig(tmp, format=out.suffix[1:].lower(), dpi=150,
                                                      bbox_inches="tight"))
+
+
+TEXT_COLUMNS = ("trace", "arch", "variant", "layer")
+
+
+def _numeric(frame: pd.DataFrame, col: str, where: str) -> np.ndarray:
+    """Column `col` as finite non-negative floats, or one line naming the first bad row."""
+    if col not in frame.columns:
+        raise AccelsimError(f"{where}: no {col!r} column")
+    values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raw = frame[col].iloc[i]
+        what = "not a finite number >= 0" if isinstance(raw, (int, float, np.number)) else "not a number"
+        raise AccelsimError(f"{where}: column {col!r} row {i + 1} holds {visible(repr(raw))} "
+                            f"({what})")
+    return values
+
+
+def plottable_report(report: pd.DataFrame, path: str | Path, figure: str) -> pd.DataFrame:
+    """The report with the columns figure ("energy" or "cycles") draws checked: rows present,
+    names non-empty (as text), numbers finite and >= 0 with something non-zero to draw, and for
+    "cycles" an integer `layer_index`. A report that cannot make a meaningful figure is one
+    error line, never a traceback or a blank figure."""
+    where = str(path)
+    if report.empty:
+        raise AccelsimError(f"{where}: report has no rows to plot")
+    frame = report.copy()
+    for col in TEXT_COLUMNS:
+        if col not in frame.columns:
+            raise AccelsimError(f"{where}: no {col!r} column")
+        empty = frame[col].isna()
+        if empty.any():
+            raise AccelsimError(f"{where}: column {col!r} row {int(np.flatnonzero(empty)[0]) + 1} "
+                                "is empty")
+        frame[col] = frame[col].astype(str)
+    if figure == "energy":
+        cols = [f"energy_{e}_pj" for e in EVENTS if f"energy_{e}_pj" in frame.columns]
+        if not cols:
+            raise AccelsimError(f"{where}: no per-component energy columns (energy_<event>_pj)")
+        for col in cols:
+            frame[col] = _numeric(frame, col, where)
+        if not (frame[cols].to_numpy() > 0).any():
+            raise AccelsimError(f"{where}: every energy value is zero; nothing to plot")
+    else:
+        frame["cycles"] = _numeric(frame, "cycles", where)
+        index = _numeric(frame, "layer_index", where)
+        if (index != np.round(index)).any():
+            raise AccelsimError(f"{where}: column 'layer_index' holds a non-integer value")
+        frame["layer_index"] = index.astype(np.int64)
+        positive = frame.groupby("trace", sort=False)["cycles"].max() > 0
+        if not positive.all():
+            trace = positive.index[~positive.to_numpy()][0]
+            raise AccelsimError(f"{where}: every cycle count of trace '{visible(trace)}' is zero; "
+                                "nothing to plot")
+    return frame
 
 
 def short_name(trace: str) -> str:
@@ -66,7 +118,8 @@ def short_name(trace: str) -> str:
 
 
 def _bar_labels(frame: pd.DataFrame) -> list[str]:
-    return [f"{short_name(t)}\n{a} {v}" for t, a, v in zip(frame["trace"], frame["arch"], frame["variant"])]
+    return [f"{mpl_text(short_name(t))}\n{mpl_text(a)} {mpl_text(v)}"
+            for t, a, v in zip(frame["trace"], frame["arch"], frame["variant"])]
 
 
 def plot_energy(report: pd.DataFrame, out: str | Path) -> None:
@@ -101,23 +154,23 @@ def plot_energy(report: pd.DataFrame, out: str | Path) -> None:
 def plot_cycles(report: pd.DataFrame, out: str | Path) -> None:
     """Cycles per inference of every layer, one group of bars per layer and run."""
     plt = pyplot()
-    report = report.copy()
-    report["run"] = report["trace"] + " / " + report["arch"] + " / " + report["variant"]
-    pivot = report.pivot_table(index=["trace", "layer_index", "layer"], columns="run", values="cycles", sort=False)
     traces = list(dict.fromkeys(report["trace"]))
     fig, axes = plt.subplots(len(traces), 1, figsize=(8, 3.2 * len(traces)), squeeze=False)
     for ax, trace in zip(axes[:, 0], traces):
-        sub = pivot.loc[trace].dropna(axis=1, how="all")
+        sub = report[report["trace"] == trace].pivot_table(
+            index=["layer_index", "layer"], columns=["arch", "variant"], values="cycles", sort=False,
+        ).dropna(axis=1, how="all")
         layers = [name for _, name in sub.index]
         x = np.arange(len(layers))
         width = 0.8 / max(1, sub.shape[1])
-        for j, run in enumerate(sub.columns):
-            ax.bar(x + j * width - 0.4 + width / 2, sub[run].to_numpy(), width, label=run.split(" / ", 1)[1])
+        for j, (arch, variant) in enumerate(sub.columns):
+            ax.bar(x + j * width - 0.4 + width / 2, sub[(arch, variant)].to_numpy(), width,
+                   label=f"{mpl_text(arch)} / {mpl_text(variant)}")
         ax.set_yscale("log")
-        ax.set_xticks(x, layers)
+        ax.set_xticks(x, [mpl_text(name) for name in layers])
         ax.set_xlabel("layer")
         ax.set_ylabel("cycles per inference (log)")
-        ax.set_title(short_name(trace))
+        ax.set_title(mpl_text(short_name(trace)))
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3, which="both")
     fig.tight_layout()

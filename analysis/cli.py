@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from accelsim import cli_options as O
 from accelsim.errors import AccelsimError
 
 
@@ -19,18 +20,19 @@ def _common(f):
     opts = [
         click.option("--checkpoint", "checkpoint", required=True, type=click.Path(),
                      help="Checkpoint directory (or a training run directory)."),
-        click.option("--val-size", type=int, default=5000, show_default=True,
+        click.option("--val-size", type=O.VAL_SIZE, default=5000, show_default=True,
                      help="Validation images carved from the TRAINING set (never the test set)."),
-        click.option("--seed", type=int, default=0, show_default=True,
+        click.option("--seed", type=O.SEED, default=0, show_default=True,
                      help="Seed of the train/validation split."),
-        click.option("--limit", type=int, default=None,
+        click.option("--limit", type=O.COUNT, default=None,
                      help="Use a seeded random N of the validation images (quick runs)."),
         click.option("--data-dir", default=None, type=click.Path(),
                      help="Data root (else $ACCELSIM_DATA or the search path)."),
-        click.option("--batch-size", type=int, default=500, show_default=True),
-        click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
-                     help="CSV to write."),
-        click.option("--plot", "plot", default=None, type=click.Path(dir_okay=False),
+        click.option("--batch-size", type=O.BATCH, default=500, show_default=True,
+                     help="Images per forward pass."),
+        click.option("--out", "out", required=True,
+                     help="CSV to write (.csv; checked before the sweep starts)."),
+        click.option("--plot", "plot", default=None,
                      help="Figure to write (.png, .pdf or .svg)."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
     ]
@@ -42,27 +44,28 @@ def _common(f):
 def _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot, check=None):
     """Check the cheap things first, then load the checkpoint, run `check(model)` (option
     checks that need the model), then load the validation set."""
-    from accelsim.analysis.figures import check_figure_path
     from accelsim.analysis.sweeps import validation_set
     from accelsim.models.checkpoint import load_checkpoint
     from accelsim.models.train import transform_for
     from accelsim.models.zoo import dataset_of
 
-    if batch_size < 1:
-        raise AccelsimError(f"--batch-size must be >= 1, got {batch_size}")
-    if val_size < 1:
-        raise AccelsimError(f"--val-size must be >= 1, got {val_size}")
-    out_dir = Path(out).parent
-    if not out_dir.exists():
-        raise AccelsimError(f"--out {out}: directory {out_dir} does not exist")
-    if plot:
-        check_figure_path(plot)
+    check_sweep_outputs(out, plot)
     model, info = load_checkpoint(checkpoint)
     if check is not None:
         check(model)
     name = info["model"]
     val = validation_set(dataset_of(name), val_size, seed, data_dir, limit)
     return model, info, val, transform_for(name, False)
+
+
+def check_sweep_outputs(out, plot) -> None:
+    """The CSV and the figure paths, checked before a checkpoint is loaded."""
+    from accelsim.analysis.figures import check_figure_path
+    from accelsim.atomic import check_output_file
+
+    check_output_file(out, (".csv",), kind="sweep CSV")
+    if plot:
+        check_figure_path(plot)
 
 
 def _finish(frame, out, plot, plotter, echo_lines=()):
@@ -107,7 +110,7 @@ def winner_rates_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, ou
 @sweep_group.command("choose")
 @click.option("--sweep", "sweep_csv", required=True, type=click.Path(dir_okay=False),
               help="CSV written by `accelsim sweep winner-rates`.")
-@click.option("--budget", type=float, required=True,
+@click.option("--budget", type=O.BUDGET, required=True,
               help="Tolerated accuracy drop per layer, in percentage points (0.5 = 0.5%).")
 def choose_cmd(sweep_csv, budget):
     """Print per-layer winner rates (JSON): the smallest rate within the accuracy budget."""

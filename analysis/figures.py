@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from accelsim import plots as _plots
+from accelsim.plaintext import mpl_text
 
 __all__ = ["plot_winner_rates", "plot_eps", "plot_static_vs_dynamic", "check_figure_path"]
 
@@ -34,11 +35,11 @@ def plot_winner_rates(frame: pd.DataFrame, out, title: str | None = None) -> Pat
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for layer, rows in frame.groupby("layer", sort=False):
         rows = rows.sort_values("rate")
-        ax.plot(rows["rate"], 100.0 * rows["accuracy_drop"], marker="o", ms=3, label=str(layer))
+        ax.plot(rows["rate"], 100.0 * rows["accuracy_drop"], marker="o", ms=3, label=mpl_text(layer))
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_xlabel("activation winner rate")
     ax.set_ylabel("accuracy drop (percentage points)")
-    ax.set_title(title or "Activation pruning sensitivity (one layer at a time)")
+    ax.set_title(mpl_text(title) if title else "Activation pruning sensitivity (one layer at a time)")
     ax.grid(alpha=0.3)
     ax.legend(title="layer", fontsize=8)
     path = _save(fig, out)
@@ -54,9 +55,9 @@ def plot_eps(frame: pd.DataFrame, out, title: str | None = None) -> Path:
     for scope, rows in frame.groupby("scope", sort=False):
         rows = rows.sort_values("eps")
         style = {"lw": 2.2, "color": "black"} if scope == "all" else {"lw": 1.2}
-        ax.plot(rows["eps"], 100.0 * rows["accuracy_drop"], marker="o", ms=3, label=str(scope),
+        ax.plot(rows["eps"], 100.0 * rows["accuracy_drop"], marker="o", ms=3, label=mpl_text(scope),
                 **style)
-        ax2.plot(rows["eps"], 100.0 * rows["act_density"], marker="o", ms=3, label=str(scope),
+        ax2.plot(rows["eps"], 100.0 * rows["act_density"], marker="o", ms=3, label=mpl_text(scope),
                  **style)
     for a in (ax, ax2):
         a.set_xscale("log")
@@ -64,7 +65,7 @@ def plot_eps(frame: pd.DataFrame, out, title: str | None = None) -> Path:
         a.grid(alpha=0.3, which="both")
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_ylabel("accuracy drop vs exact top-k (percentage points)")
-    ax.set_title(title or "Threshold prediction: accuracy")
+    ax.set_title(mpl_text(title) if title else "Threshold prediction: accuracy")
     ax2.set_ylabel("measured activation density (%)")
     ax2.set_title("Threshold prediction: kept activations")
     ax.legend(title="predicted in", fontsize=8)
@@ -95,7 +96,7 @@ def plot_static_vs_dynamic(frame: pd.DataFrame, out, title: str | None = None) -
                    label="unmasked")
     ax.set_xlabel("non-zero activations of the masked layers (%)")
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(title or "Static vs dynamic activation pruning")
+    ax.set_title(mpl_text(title) if title else "Static vs dynamic activation pruning")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     path = _save(fig, out)

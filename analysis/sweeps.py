@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from accelsim.cli_options import MAX_SWEEP_POINTS
 from accelsim.errors import AccelsimError
 
 __all__ = [
@@ -63,11 +64,17 @@ def parse_values(text: str, option: str, *, low: float, high: float | None,
             if stop < start:
                 raise AccelsimError(f"{option}: stop {stop} is below start {start} in {text!r}")
             count = math.floor((stop - start) / step + 1e-6) + 1
+            if count > MAX_SWEEP_POINTS:  # refuse before building the list
+                raise AccelsimError(f"{option}: {text!r} gives {count} values; at most "
+                                    f"{MAX_SWEEP_POINTS} per sweep")
             values = [round(start + i * step, 10) for i in range(count)]
         else:
             values = [float(p) for p in text.split(",") if p.strip() != ""]
             if not values:
                 raise ValueError
+            if len(values) > MAX_SWEEP_POINTS:
+                raise AccelsimError(f"{option}: {len(values)} values; at most {MAX_SWEEP_POINTS} "
+                                    "per sweep")
     except ValueError:
         raise AccelsimError(syntax) from None
     for v in values:
@@ -276,16 +283,17 @@ def _progress(enabled: bool, total: int, description: str):
     if not enabled:
         return nullcontext(), (lambda text=None: None)
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
     prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), transient=False)
-    task = prog.add_task(description, total=total)
+    task = prog.add_task(escape(description), total=total)
 
     def advance(text=None):
-        prog.update(task, advance=1, description=text or description)
+        prog.update(task, advance=1, description=escape(text or description))
 
     return prog, advance
 

@@ -194,17 +194,12 @@ def load_checkpoint(ckpt_dir) -> tuple[nn.Module, dict]:
 
 # ---- training state ----------------------------------------------------------------------------
 def save_state(path, state: dict) -> None:
+    """torch.save `state` to `path` atomically (accelsim.atomic)."""
+    from accelsim.atomic import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_state(path) -> dict:

@@ -9,6 +9,8 @@ import sys
 
 import click
 
+from accelsim import cli_options as O
+
 METHOD_CHOICES = ("dense", "wp", "jp", "static-threshold", "l0", "greg1", "greg2")
 
 
@@ -18,38 +20,38 @@ METHOD_CHOICES = ("dense", "wp", "jp", "static-threshold", "l0", "greg1", "greg2
 @click.option("--recipe", default=None, help="Recipe name: paper (default), fast or quick.")
 @click.option("--from", "from_ckpt", default=None, type=click.Path(),
               help="Start from this checkpoint (or run directory); wp/jp/l0/greg need a dense one.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Run directory: state.pt (resume) and checkpoint/.")
+@click.option("--out", "out_dir", required=True,
+              help="Run directory: state.pt (resume) and checkpoint/ (checked before training).")
 @click.option("--data-dir", default=None, type=click.Path(), help="Data root (else search path).")
-@click.option("--epochs", type=int, default=None, help="Override the recipe's epoch count.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit-train", type=int, default=None, help="Use the first N training images.")
-@click.option("--limit-test", type=int, default=None, help="Evaluate on the first N test images.")
+@click.option("--epochs", type=O.EPOCHS, default=None, help="Override the recipe's epoch count.")
+@click.option("--seed", type=O.SEED, default=0, show_default=True)
+@click.option("--limit-train", type=O.COUNT, default=None, help="Use the first N training images.")
+@click.option("--limit-test", type=O.COUNT, default=None, help="Evaluate on the first N test images.")
 @click.option("--activation", type=click.Choice(["relu", "leaky_relu"]), default=None,
               help="Hidden non-linearity of a fresh model (default: the recipe's, relu).")
-@click.option("--eps", type=float, default=None,
+@click.option("--eps", type=O.FRACTION, default=None,
               help="jp: train with threshold-prediction masks from an eps-subsample (Eq. 11).")
 @click.option("--winner-rates", "winner_rates", default=None,
               help="jp: per-layer winner rates: 'auto' (sensitivity sweep of the --from checkpoint "
                    "on a validation split of the training set, then the chooser), a JSON object, "
                    "or a JSON file (as `accelsim sweep choose` prints). Default: the recipe's.")
-@click.option("--budget", type=float, default=0.5, show_default=True,
+@click.option("--budget", type=O.BUDGET, default=0.5, show_default=True,
               help="jp with --winner-rates auto: accuracy drop allowed per layer (points).")
-@click.option("--threads", type=int, default=2, show_default=True, help="torch CPU threads.")
+@click.option("--threads", type=O.THREADS, default=2, show_default=True, help="torch CPU threads.")
 @click.option("--no-progress", is_flag=True, help="Print one line per epoch instead of a bar.")
 def train_cmd(model_name, method, recipe, from_ckpt, out_dir, data_dir, epochs, seed,
               limit_train, limit_test, activation, eps, winner_rates, budget, threads, no_progress):
     """Train/prune MODEL with METHOD; rerun the same command to resume."""
+    from accelsim.atomic import check_output_dir
     from accelsim.errors import AccelsimError
     from accelsim.models.recipes import get_recipe
     from accelsim.models.train import train
 
+    check_output_dir(out_dir)
     rec = get_recipe(model_name, method, recipe)
     if eps is not None:
         if rec.jp is None:
             raise AccelsimError("--eps applies to --method jp only")
-        if not 0 < eps <= 1:
-            raise AccelsimError(f"--eps must be in (0, 1], got {eps}")
         from dataclasses import replace
 
         rec = replace(rec, jp=replace(rec.jp, mask_scheme="threshold-prediction", eps=eps))

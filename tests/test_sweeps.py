@@ -319,7 +319,7 @@ def test_cli_winner_rates_writes_csv_and_plot_from_training_data(checkpoint, tmp
 @pytest.mark.parametrize("args, msg", [
     (["--rates", "0.1:1"], "error: --rates: bad value '0.1:1'"),
     (["--layer", "fc9"], "error: --layer: unknown masked layer 'fc9'; valid: fc2, fc3"),
-    (["--plot", "x.gif"], "figure format must be"),
+    (["--plot", "x.gif"], "unknown figure format '.gif'"),
 ])
 def test_cli_errors(checkpoint, tmp_path, capsys, args, msg):
     argv = ["sweep", "winner-rates", "--checkpoint", str(checkpoint), "--limit", "10",

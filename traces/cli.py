@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from accelsim import cli_options as O
+
 
 @click.group("trace")
 def trace() -> None:
@@ -32,6 +34,7 @@ def info(path: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from accelsim.plaintext import rich_text as txt
     from accelsim.traces.info import trace_stats
     from accelsim.traces.reader import open_trace
 
@@ -42,9 +45,8 @@ def info(path: str) -> None:
     acc_s = "n/a" if acc is None else f"{100 * acc['value']:.2f}% on {acc['num_samples']} samples"
     split = f" ({m['split']})" if m.get("split") else ""
     console = Console(width=None if sys.stdout.isatty() else 200)  # files/pipes: no wrapping
-    console.print(f"trace: {path}", highlight=False)
-    console.print(f"model: {m['model']}   method: {m['method']}   dataset: {m['dataset']}{split}",
-                  highlight=False)
+    console.print(txt(f"trace: {path}"))  # names from the file: plain text, never markup
+    console.print(txt(f"model: {m['model']}   method: {m['method']}   dataset: {m['dataset']}{split}"))
     console.print(f"samples: {m['num_samples']} (outputs kept for {m['output_samples']})   "
                   f"accuracy: {acc_s}   format: v{m['format_version']}", highlight=False)
     table = Table(show_footer=True)
@@ -60,10 +62,10 @@ def info(path: str) -> None:
     for i, (name, foot) in enumerate(cols):
         table.add_column(name, footer=foot, justify="left" if i < 4 else "right")
     for r in df.itertuples(index=False):
-        table.add_row(r.layer, r.kind, _shape(r.in_shape), _shape(r.out_shape),
+        table.add_row(txt(r.layer), txt(r.kind), _shape(r.in_shape), _shape(r.out_shape),
                       _pct(r.weight_density), _pct(r.act_density_mean), _pct(r.act_density_min),
                       _pct(r.act_density_max),
-                      r.dynamic_mask if isinstance(r.dynamic_mask, str) else "-", _macs(r.dense_macs),
+                      txt(r.dynamic_mask) if isinstance(r.dynamic_mask, str) else "-", _macs(r.dense_macs),
                       _macs(r.effective_macs), _pct(r.effective_macs / max(r.dense_macs, 1)),
                       _macs(r.estimated_macs))
     console.print(table)
@@ -101,15 +103,19 @@ def _density(value: str, option: str):
               help="kept weights per layer: a fraction, or layer=fraction,... (others dense)")
 @click.option("--act-density", default="1.0", show_default=True,
               help="top-k winner rate on every hidden layer's input, or layer=rate,...")
-@click.option("--samples", default=1, show_default=True, type=int, help="random input images")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--output-samples", default=None, type=int, help="samples whose outputs are kept (default all)")
-@click.option("--out", "out", required=True, help="trace file to write (.trace.safetensors)")
+@click.option("--samples", default=1, show_default=True, type=O.SAMPLES, help="random input images")
+@click.option("--seed", default=0, show_default=True, type=O.SEED)
+@click.option("--output-samples", default=None, type=O.OUTPUT_SAMPLES,
+              help="samples whose outputs are kept (default all)")
+@click.option("--out", "out", required=True,
+              help="trace file to write (.trace.safetensors; checked before any work)")
 def synth(model: str, weight_density: str, act_density: str, samples: int, seed: int,
           output_samples: int | None, out: str) -> None:
     """Write a synthetic trace of a zoo model (random weights and images, chosen densities)."""
+    from accelsim.atomic import check_output_file
     from accelsim.traces.synthetic import synthetic_trace
 
+    check_output_file(out, kind="trace")
     path = synthetic_trace(model, out, _density(weight_density, "--weight-density"),
                            _density(act_density, "--act-density"), samples, seed, output_samples)
     click.echo(f"wrote {path}")
@@ -118,21 +124,24 @@ def synth(model: str, weight_density: str, act_density: str, samples: int, seed:
 @trace.command("record")
 @click.option("--checkpoint", "checkpoint", required=True, type=click.Path(),
               help="checkpoint directory written by `accelsim train` (or its run directory)")
-@click.option("--samples", default=256, show_default=True, type=int,
+@click.option("--samples", default=256, show_default=True, type=O.SAMPLES,
               help="record the first N images of the split")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["test", "train"]))
-@click.option("--output-samples", default=None, type=int,
+@click.option("--output-samples", default=None, type=O.OUTPUT_SAMPLES,
               help="samples whose layer outputs are kept for the functional check (default all)")
-@click.option("--eps", default=None, type=float,
+@click.option("--eps", default=None, type=O.FRACTION,
               help="replace every top-k mask by threshold prediction from an eps-subsample")
 @click.option("--data-dir", default=None, type=click.Path(), help="data root (else the search path)")
-@click.option("--out", "out", required=True, help="trace file to write (.trace.safetensors)")
+@click.option("--out", "out", required=True,
+              help="trace file to write (.trace.safetensors; checked before any work)")
 def record(checkpoint, samples, split, output_samples, eps, data_dir, out):
     """Record a trace of a trained checkpoint on real images (masks active)."""
     import sys
 
+    from accelsim.atomic import check_output_file
     from accelsim.models.record import record_checkpoint
 
+    check_output_file(out, kind="trace")
     meta = record_checkpoint(checkpoint, samples, out, data_dir=data_dir,
                              output_samples=output_samples, split=split,
                              command=["accelsim", *sys.argv[1:]],

@@ -1,8 +1,8 @@
 """Write a trace file (format v1): validate, encode, checksum, write atomically.
 
-numpy + safetensors only. The file appears at `path` only once it is complete (temp file in
-the same directory, fsync, os.replace), so a crashed or killed writer never leaves a file
-that reads as a whole trace.
+numpy + safetensors only. The file appears at `path` only once it is complete
+(accelsim.atomic: temp file in the same directory, fsync, rename), so a crashed or killed
+writer never leaves a file that reads as a whole trace.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import json
 import os
 import platform
 import sys
-import tempfile
 
 import numpy as np
 from safetensors.numpy import save_file
 
+from accelsim.atomic import atomic_write
 from accelsim.errors import AccelsimError
 from accelsim.traces import format as fmt
 from accelsim.traces.schema import LayerRecord, SparseBatch
@@ -135,19 +135,4 @@ def _atomic_save(tensors: dict, metadata: dict, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise AccelsimError(f"{path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        _save(tensors, metadata, tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp/safetensors make 0600; a trace is an ordinary file
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda tmp: _save(tensors, metadata, tmp))
