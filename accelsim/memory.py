@@ -1,7 +1,9 @@
 """On-chip capacity and DRAM traffic of one layer.
 
-Weights that do not fit the per-PE weight SRAM stream from DRAM for every inference;
-activations that do not fit the per-PE activation SRAM are spilled (input read, output
+Each dataflow says how many weight bytes each of its PEs (or units) stores. If the fullest one
+exceeds the per-PE weight SRAM, the layer's weights stream from DRAM for every inference: the
+bytes charged are what the PEs really store, summed (not the fullest PE times the PE count,
+which would charge the load imbalance as traffic). Activations that do not fit the per-PE activation SRAM are spilled (input read, output
 written). With a bandwidth limit, a sample whose transfer takes longer than its compute stalls
 for the difference (transfers overlap compute otherwise).
 """
@@ -22,13 +24,9 @@ class MemoryTraffic:
     weights_on_chip: bool
     acts_on_chip: bool
     weight_bytes_per_unit: int  # the fullest PE / unit
+    weight_bytes: int  # all PEs / units together
     dram_bytes: int  # summed over samples
     stall_cycles: int  # summed over samples
-
-
-def weight_bytes_per_unit(layer: LayerRecord, arch) -> int:
-    """Bytes of weight storage in the fullest PE or unit (the dataflow's own footprint)."""
-    return int(get(arch.arch.dataflow).weight_bytes(layer, arch).max(initial=0))
 
 
 def memory_traffic(layer: LayerRecord, arch, cycles_per_sample: np.ndarray) -> MemoryTraffic:
@@ -36,12 +34,13 @@ def memory_traffic(layer: LayerRecord, arch, cycles_per_sample: np.ndarray) -> M
     flow = get(arch.arch.dataflow)
     units = flow.storage_units(flow.section_of(arch))
     geo = layer.geometry
-    w_unit = weight_bytes_per_unit(layer, arch)
+    per_unit = flow.weight_bytes(layer, arch)
+    w_unit, w_total = int(per_unit.max(initial=0)), int(per_unit.sum())
     weights_on_chip = w_unit <= arch.memory.weight_sram_bytes_per_pe
     act_elems = int(np.prod(geo.in_shape)) + int(np.prod(geo.out_shape))
-    act_bytes = act_elems * arch.arch.data_bits // 8
+    act_bytes = -(-act_elems * arch.arch.data_bits // 8)
     acts_on_chip = math.ceil(act_bytes / units) <= arch.memory.act_sram_bytes_per_pe
-    per_sample = (0 if weights_on_chip else w_unit * units) + (0 if acts_on_chip else act_bytes)
+    per_sample = (0 if weights_on_chip else w_total) + (0 if acts_on_chip else act_bytes)
     stall = 0
     bw = float(arch.memory.dram_bytes_per_cycle)
     if per_sample and bw > 0:
@@ -51,6 +50,7 @@ def memory_traffic(layer: LayerRecord, arch, cycles_per_sample: np.ndarray) -> M
         weights_on_chip=weights_on_chip,
         acts_on_chip=acts_on_chip,
         weight_bytes_per_unit=w_unit,
+        weight_bytes=w_total,
         dram_bytes=per_sample * samples,
         stall_cycles=stall,
     )

@@ -6,7 +6,6 @@ kernel.py is the fast kernel, reference.py the per-cycle oracle.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,14 +37,18 @@ def _reference(layer, **kw):
 
 
 def weight_bytes(layer, arch) -> np.ndarray:
-    """Bytes of (dense) weight storage in each unit."""
-    units = arch.cnvlutin.units
+    """(units,) bytes of dense weight storage in each unit: filter mm of a conv group lives in
+    unit (mm mod F) // filters_per_unit (F = units x filters_per_unit filters per pass), each
+    weight memory.weight_entry_bits wide."""
+    sec = arch.cnvlutin
     geo = layer.geometry
-    rows = geo.weight_shape[0]
+    groups = geo.groups if geo.kind == "conv2d" else 1
+    per_group = geo.weight_shape[0] // groups
     per_row = int(np.prod(geo.weight_shape[1:]))
-    rows_per_unit = math.ceil(rows / units)
-    full = int(math.ceil(rows_per_unit * per_row * arch.arch.data_bits / 8))
-    return np.full(units, full, dtype=np.int64)
+    f = sec.units * sec.filters_per_unit
+    unit_of = (np.arange(per_group) % f) // sec.filters_per_unit
+    rows = groups * np.bincount(unit_of, minlength=sec.units).astype(np.int64)
+    return -(-rows * per_row * arch.memory.weight_entry_bits // 8)
 
 
 DATAFLOW = Dataflow(

@@ -7,7 +7,6 @@ interleaved-CSC weight encoding both the kernel and the storage footprint use.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,23 +42,22 @@ def _reference(layer, **kw):
 
 
 def weight_bytes(layer, arch) -> np.ndarray:
-    """Bytes of weight storage in each PE: compressed entries and column pointers when weights
-    are skipped, the PE's dense rows otherwise."""
+    """(num_pes,) bytes of weight storage in each PE. Weights skipped: the PE's compressed
+    entries (padding included) x memory.weight_entry_bits, plus (columns + 1) 16-bit column
+    pointers. Otherwise the PE's dense rows (output rows m with m mod N = p) x data_bits."""
     sec = arch.eie
     geo = layer.geometry
-    rows = geo.weight_shape[0]
-    per_row = int(np.prod(geo.weight_shape[1:]))
     if arch.sparsity.weights == "skip":
         from accelsim.dataflows.eie.encoding import stored_entries_per_pe
 
-        entries = stored_entries_per_pe(layer, sec.num_pes, sec.index_bits)
+        entries = stored_entries_per_pe(layer, sec.num_pes, sec.index_bits).astype(np.int64)
         columns = geo.in_shape[0] * geo.kernel[0] * geo.kernel[1]
         pointer_bytes = (columns + 1) * POINTER_BITS // 8
-        full = int(math.ceil(int(entries.max(initial=0)) * arch.memory.weight_entry_bits / 8))
-        return np.full(sec.num_pes, full + pointer_bytes, dtype=np.int64)
-    rows_per_unit = math.ceil(rows / sec.num_pes)
-    full = int(math.ceil(rows_per_unit * per_row * arch.arch.data_bits / 8))
-    return np.full(sec.num_pes, full, dtype=np.int64)
+        return -(-entries * arch.memory.weight_entry_bits // 8) + pointer_bytes
+    rows = geo.weight_shape[0]
+    per_row = int(np.prod(geo.weight_shape[1:]))
+    rows_per_pe = np.bincount(np.arange(rows) % sec.num_pes, minlength=sec.num_pes)
+    return -(-rows_per_pe.astype(np.int64) * per_row * arch.arch.data_bits // 8)
 
 
 DATAFLOW = Dataflow(
