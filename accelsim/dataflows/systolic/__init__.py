@@ -1,0 +1,63 @@
+"""Systolic array (TPU-style, as modelled by SCALE-Sim v3, "SCALE-Sim: Systolic CNN Accelerator
+Simulator"): the [systolic] section, its storage footprint and its registry entry.
+
+kernel.py holds the closed-form fold timing and access counts, reference.py the per-cycle
+register-level oracle, mapping.py the GEMM view of a layer and the N:M compressed weights,
+topology.py SCALE-Sim's topology CSV files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from accelsim.bounds import bounded
+from accelsim.dataflows import Dataflow
+
+
+@dataclass(frozen=True)
+class SystolicSection:
+    """[systolic]: SCALE-Sim's architecture fields (ArrayHeight, ArrayWidth, Dataflow, the three
+    SRAM sizes in KB, Bandwidth) plus the N:M weight pattern the array decodes."""
+
+    rows: int = bounded(32, 1)
+    cols: int = bounded(32, 1)
+    dataflow: str = "os"  # "os" output-, "ws" weight-, "is" input-stationary
+    ifmap_sram_kb: int = bounded(64, 1)
+    filter_sram_kb: int = bounded(64, 1)
+    ofmap_sram_kb: int = bounded(64, 1)
+    bandwidth: float = bounded(0.0, 0)  # DRAM words per cycle; 0 = unlimited (no stalls)
+    word_bytes: int = bounded(1, 1)  # bytes per word in SRAM and DRAM (SCALE-Sim: 1)
+    nm: str = ""  # N:M weight pattern used when sparsity.weights = "skip", e.g. "2:4"
+
+
+def _kernel(layer, **kw):
+    from accelsim.dataflows.systolic.kernel import simulate_systolic
+
+    return simulate_systolic(layer, **kw)
+
+
+def _reference(layer, **kw):
+    from accelsim.dataflows.systolic.reference import simulate_systolic_reference
+
+    return simulate_systolic_reference(layer, **kw)
+
+
+def weight_bytes(layer, arch) -> np.ndarray:
+    """None in the generic per-unit storage: the array streams weights through its filter SRAM
+    and counts its own DRAM traffic (kernel.accesses), as SCALE-Sim does."""
+    return np.zeros(1, dtype=np.int64)
+
+
+DATAFLOW = Dataflow(
+    name="systolic",
+    section=SystolicSection,
+    layer_kinds=("linear", "conv2d"),
+    kernel=_kernel,
+    reference=_reference,
+    storage_units=lambda sec: 1,
+    weight_bytes=weight_bytes,
+    multipliers=lambda sec: sec.rows * sec.cols,
+    doc="Systolic array (os/ws/is) with SCALE-Sim v3's fold timing; N:M structured weights",
+)

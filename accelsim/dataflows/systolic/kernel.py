@@ -1,0 +1,265 @@
+"""Closed-form systolic array: cycles, SRAM and DRAM accesses of one layer, SCALE-Sim v3's way.
+
+The array is R x C PEs; the layer's GEMM (mapping.py) is cut into folds of at most R x C
+operands (docs/hardware-model.md, "Systolic array"):
+
+    dataflow  stationary  Sr (array rows)  Sc (array cols)  T (streamed)  cycles per fold
+    os        outputs     P                F                Kc            T + R + C - 2
+    ws        weights     Kc               F                P             2R + C + T - 2
+    is        inputs      Kc               P                F             2R + C + T - 2
+
+folds = ceil(Sr / R) * ceil(Sc / C), columns outer, rows inner, every fold takes the full-array
+skew (fill and drain) even when partly used; the layer takes groups x folds x cycles per fold.
+reference.py moves every operand through the PE registers cycle by cycle and must agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from accelsim.dataflows.systolic.mapping import (
+    GemmView,
+    check_nm_weights,
+    compressed_k,
+    gemm_view,
+    parse_nm,
+    reduction_order,
+)
+from accelsim.errors import AccelsimError
+from accelsim.result import DataflowResult
+
+DATAFLOWS = ("os", "ws", "is")
+ACT_MODES = ("gate", "none")
+WEIGHT_MODES = ("skip", "gate", "none")
+SETS = 100  # SCALE-Sim's read buffers hold whole sets of 1 % of their words
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """How one group's GEMM folds onto the array."""
+
+    Sr: int
+    Sc: int
+    T: int
+    row_folds: int
+    col_folds: int
+    fold_cycles: int
+    block_words: int  # activation words per streamed step (ws) or pixel (is), see block_words()
+
+    @property
+    def folds(self) -> int:
+        return self.row_folds * self.col_folds
+
+    @property
+    def cycles(self) -> int:
+        return self.folds * self.fold_cycles
+
+
+def fold_plan(dataflow: str, P: int, F: int, Kc: int, rows: int, cols: int,
+              nm: tuple[int, int] | None = None) -> FoldPlan:
+    if dataflow == "os":
+        sr, sc, t = P, F, Kc
+        per_fold = t + rows + cols - 2
+    elif dataflow == "ws":
+        sr, sc, t = Kc, F, P
+        per_fold = 2 * rows + cols + t - 2
+    elif dataflow == "is":
+        sr, sc, t = Kc, P, F
+        per_fold = 2 * rows + cols + t - 2
+    else:
+        raise AccelsimError(f"systolic.dataflow must be one of 'os', 'ws', 'is', got {dataflow!r}")
+    return FoldPlan(sr, sc, t, math.ceil(sr / rows), math.ceil(sc / cols), per_fold,
+                    block_words(Kc, rows, nm))
+
+
+@dataclass(frozen=True)
+class Accesses:
+    """Words moved for one group of one sample (SCALE-Sim's counting, see docs)."""
+
+    ifmap_sram_reads: int
+    filter_sram_reads: int
+    ofmap_sram_writes: int
+    ifmap_dram_reads: int
+    filter_dram_reads: int
+    ofmap_dram_writes: int
+
+
+def _active_words(kb: int) -> int:
+    """Words of a double-buffered SRAM that serve the array (SCALE-Sim: half its 1 % sets)."""
+    total = kb * 1024
+    return (total // SETS) * (SETS // 2)
+
+
+def block_words(kc: int, rows: int, nm: tuple[int, int] | None) -> int:
+    """Activation words one streamed step (ws) or one pixel (is) reads over all row folds: the
+    M activations of every N:M block a fold's rows touch (dense: one per row)."""
+    n, m = nm if nm is not None else (1, 1)
+    total = 0
+    for start in range(0, kc, rows):
+        end = min(start + rows, kc)
+        total += (-(-end // n) - start // n) * m
+    return total
+
+
+def accesses(dataflow: str, plan: FoldPlan, view: GemmView, unique_ifmap: int,
+             nm: tuple[int, int] | None, kb: tuple[int, int, int]) -> Accesses:
+    """SRAM reads per operand and a reuse model of DRAM traffic (1 word = 1 datum).
+
+    SRAM: every operand word the array edge takes in a fold is one read, partial sums written
+    back between row folds are writes. With an N:M pattern the activation side reads the M
+    activations of each block its compressed rows touch (about x M / N).
+    DRAM: an operand whose words touched by the whole layer fit the active half of its SRAM is
+    fetched once; otherwise the operand indexed by the inner (row-fold) loop is fetched again on
+    every column fold. Every ofmap SRAM write goes to DRAM (SCALE-Sim writes partial sums back).
+    """
+    P, F = view.P, view.F
+    kc = plan.T if dataflow == "os" else plan.Sr
+    unique_filter = kc * F
+    if dataflow == "os":
+        if_sram = view.K * P * plan.col_folds if nm is not None else kc * P * plan.col_folds
+        f_sram = kc * F * plan.row_folds
+        of_sram = P * F
+        inner = "ifmap"
+    elif dataflow == "ws":
+        if_sram = P * plan.col_folds * plan.block_words
+        f_sram = kc * F
+        of_sram = P * F * plan.row_folds
+        inner = "ifmap"
+    else:
+        if_sram = P * plan.block_words
+        f_sram = F * kc * plan.col_folds
+        of_sram = F * P * plan.row_folds
+        inner = "filter"
+
+    def dram(words: int, sram_kb: int, is_inner: bool) -> int:
+        if words <= _active_words(sram_kb) or not is_inner:
+            return words
+        return words * plan.col_folds
+
+    return Accesses(
+        ifmap_sram_reads=if_sram,
+        filter_sram_reads=f_sram,
+        ofmap_sram_writes=of_sram,
+        ifmap_dram_reads=dram(unique_ifmap, kb[0], inner == "ifmap"),
+        filter_dram_reads=dram(unique_filter, kb[1], inner == "filter"),
+        ofmap_dram_writes=of_sram,
+    )
+
+
+def check_config(rows, cols, dataflow, act_mode, weight_mode, nm_text) -> tuple[int, int] | None:
+    if dataflow not in DATAFLOWS:
+        raise AccelsimError(f"systolic.dataflow must be one of 'os', 'ws', 'is', got {dataflow!r}")
+    if act_mode not in ACT_MODES:
+        raise AccelsimError("the systolic array does not skip zero activations "
+                            "(set sparsity.activations to gate or none)")
+    nm = parse_nm(nm_text)
+    if weight_mode == "skip" and nm is None:
+        raise AccelsimError("the systolic array skips zero weights only in an N:M pattern: "
+                            "set systolic.nm (e.g. 2:4), or sparsity.weights to gate or none")
+    if weight_mode not in WEIGHT_MODES:
+        raise AccelsimError(f"sparsity.weights must be one of skip, gate, none, got {weight_mode!r}")
+    return nm if weight_mode == "skip" else None
+
+
+def energy_macs(layer, act_gate: bool, weight_gate: bool, slots: int, samples: int) -> np.ndarray:
+    """(S,) MACs that spend energy: every slot, less those a gated zero operand switches off."""
+    from accelsim.traces.info import effective_macs
+
+    if not act_gate and not weight_gate:
+        return np.full(samples, slots, dtype=np.int64)
+    if act_gate and weight_gate:
+        return effective_macs(layer)[:samples]
+    if act_gate:
+        return effective_macs(dataclasses.replace(layer, weight=np.ones_like(layer.weight)))[:samples]
+    view = gemm_view(layer)
+    return np.full(samples, int(np.count_nonzero(layer.weight)) * view.P, dtype=np.int64)
+
+
+def gemm_outputs(layer, samples: int) -> np.ndarray:
+    """(S, *out_shape) float32: the GEMM the array computes (all operand pairs, bias added)."""
+    g = layer.geometry
+    view = gemm_view(layer)
+    x = layer.inputs.to_dense()[:samples].astype(np.float64)
+    w = reduction_order(layer.weight, layer).astype(np.float64)  # (G, K, F)
+    if g.kind == "linear":
+        out = x.reshape(samples, view.K) @ w[0]
+    else:
+        c, h, wd = g.in_shape
+        (kh, kw), (sy, sx), (py, px), (dy, dx) = g.kernel, g.stride, g.padding, g.dilation
+        _, oh, ow = g.out_shape
+        xp = np.zeros((samples, c, h + 2 * py, wd + 2 * px))
+        xp[:, :, py:py + h, px:px + wd] = x
+        cols = np.empty((samples, c, kh, kw, oh, ow))
+        for ky in range(kh):
+            for kx in range(kw):
+                y0, x0 = ky * dy, kx * dx
+                cols[:, :, ky, kx] = xp[:, :, y0:y0 + sy * (oh - 1) + 1:sy, x0:x0 + sx * (ow - 1) + 1:sx]
+        cols = cols.reshape(samples, view.groups, view.K, oh * ow)  # channel-major = K order
+        out = np.einsum("sgkp,gkf->sgfp", cols, w).reshape(samples, g.out_shape[0], oh, ow)
+    if layer.bias is not None:
+        bias = np.asarray(layer.bias, np.float64)
+        out = out + (bias if g.kind == "linear" else bias[:, None, None])
+    return out.astype(np.float32)
+
+
+def simulate_systolic(layer, *, rows: int, cols: int, dataflow: str, ifmap_sram_kb: int,
+                      filter_sram_kb: int, ofmap_sram_kb: int, bandwidth: float, word_bytes: int,
+                      nm: str,
+                      act_mode: str, weight_mode: str, functional: bool = True,
+                      samples: int | None = None) -> DataflowResult:
+    """Cycles and events of one layer, per sample (the array is dense: every sample alike in time)."""
+    pattern = check_config(rows, cols, dataflow, act_mode, weight_mode, nm)
+    view = gemm_view(layer)
+    if pattern is not None:
+        check_nm_weights(layer, pattern)
+    s_total = layer.inputs.num_samples if samples is None else min(int(samples), layer.inputs.num_samples)
+    kc = compressed_k(view, pattern)
+    plan = fold_plan(dataflow, view.P, view.F, kc, rows, cols, pattern)
+    unique_ifmap = int(np.prod(layer.geometry.in_shape)) // view.groups
+    acc = accesses(dataflow, plan, view, unique_ifmap, pattern,
+                   (ifmap_sram_kb, filter_sram_kb, ofmap_sram_kb))
+    g = view.groups
+    cycles_one = g * plan.cycles
+    slots = g * view.P * view.F * kc  # MAC slots: busy PE-cycles
+    dram_words = g * (acc.ifmap_dram_reads + acc.filter_dram_reads + acc.ofmap_dram_writes)
+    stall = 0
+    if bandwidth > 0:
+        stall = max(0, math.ceil(dram_words / bandwidth) - cycles_one)
+    cycles = np.full(s_total, cycles_one + stall, dtype=np.int64)
+    units = rows * cols
+    # PE-cycles of mapped PEs outside their T streaming cycles (fill/drain), and of PEs a partial
+    # fold leaves unmapped; busy + starve + tail = units x cycles.
+    mapped_pe_cycles = g * plan.Sr * plan.Sc * plan.fold_cycles
+    starve = mapped_pe_cycles - slots
+    tail = units * cycles_one - mapped_pe_cycles + units * stall
+    macs = energy_macs(layer, act_mode == "gate", weight_mode != "none", slots, s_total)
+    counters = {
+        "cycles": int(cycles.sum()),
+        "busy_pe_cycles": slots * s_total,
+        "starve_pe_cycles": starve * s_total,
+        "tail_pe_cycles": tail * s_total,
+        "stall_cycles": stall * s_total,
+        "padding_entries": 0,
+        "mac": int(macs.sum()),
+        "weight_read": g * acc.filter_sram_reads * s_total,
+        "act_read": g * acc.ifmap_sram_reads * s_total,
+        "act_write": g * acc.ofmap_sram_writes * s_total,
+        "dram_byte": dram_words * word_bytes * s_total,
+        "pe_cycle": units * int(cycles.sum()),
+    }
+    extra = {
+        "dram_words": dram_words * s_total,
+        "ifmap_dram_reads": g * acc.ifmap_dram_reads, "filter_dram_reads": g * acc.filter_dram_reads,
+        "ofmap_dram_writes": g * acc.ofmap_dram_writes, "folds": g * plan.folds,
+        "fold_cycles": plan.fold_cycles, "compressed_k": kc,
+    }
+    outputs = None
+    if functional and layer.outputs is not None:
+        s_out = min(int(layer.outputs.shape[0]), s_total)
+        outputs = gemm_outputs(layer, s_out)
+    return DataflowResult(cycles=cycles, counters=counters, num_units=units, outputs=outputs,
+                          extra=extra)
