@@ -128,6 +128,15 @@ _ENUMS: dict[str, tuple[str, ...]] = {
 }
 
 
+# A dataflow section's string fields declare their values as field metadata {"choices": (...)}.
+_ENUMS.update({
+    f"{s}.{f.name}": tuple(f.metadata["choices"])
+    for s, cls in _SECTION_TYPES.items()
+    for f in fields(cls)
+    if "choices" in f.metadata
+})
+
+
 def _choices(values: Sequence[str]) -> str:
     return ", ".join(repr(v) for v in values)
 

@@ -116,10 +116,21 @@ def print_report(report, console=None) -> None:
 
 
 @click.command("run")
-@click.option("--trace", "traces", multiple=True, required=True, type=click.Path(dir_okay=False),
+@click.option("--trace", "traces", multiple=True, type=click.Path(dir_okay=False),
               help="Trace file to replay (repeat for several; a weight-pruned trace becomes a baseline).")
+@click.option("--topology", "topologies", multiple=True, type=click.Path(dir_okay=False),
+              help="SCALE-Sim topology CSV (conv or GEMM form), run as a synthetic trace (repeatable).")
+@click.option("--weight-density", type=float, default=1.0, show_default=True,
+              help="--topology: fraction of weights kept (magnitude-pruned random weights).")
+@click.option("--act-density", type=float, default=1.0, show_default=True,
+              help="--topology: fraction of non-zero input activations.")
+@click.option("--nm", "nm_text", default=None, metavar="N:M",
+              help="--topology: prune weights N:M along the reduction dimension; on a systolic "
+                   "array with systolic.nm unset, also sets systolic.nm and sparsity.weights=skip.")
+@click.option("--samples", type=click.IntRange(1, 4096), default=1, show_default=True,
+              help="--topology: samples (inputs) per layer.")
 @click.option("--arch", "arch_spec", default="eie64", show_default=True,
-              help="Preset name (eie64, cnvlutin) or an architecture TOML file.")
+              help="Preset name (eie64, cnvlutin, systolic-os|ws|is) or an architecture TOML file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override an architecture field, e.g. --set eie.fifo_depth=4.")
 @click.option("--energy", "energy_spec", default=None, help="Energy table TOML (default: the arch's table).")
@@ -129,13 +140,22 @@ def print_report(report, console=None) -> None:
               flag_value=64, default=None, metavar="[N]",
               help="Add iso_cycles: cycles scaled to N multipliers (default 64), to compare arrays.")
 @click.option("--quiet", is_flag=True, help="Do not print the tables.")
-def run_cmd(traces, arch_spec, overrides, energy_spec, out, iso, quiet):
+def run_cmd(traces, topologies, weight_density, act_density, nm_text, samples, arch_spec, overrides,
+            energy_spec, out, iso, quiet):
     """Replay traces on a sparse array and its dense baseline; report cycles and energy."""
-    from accelsim.report import REPORT_FORMATS, per_multiplier, write_report
+    import tempfile
 
+    from accelsim.report import REPORT_FORMATS, per_multiplier, write_report
+    from accelsim.topology import topology_options
+
+    if not traces and not topologies:
+        raise AccelsimError("run: give at least one --trace or --topology")
     if out:
         check_output_file(out, REPORT_FORMATS, kind="report")
-    report = _simulate(list(traces), arch_spec, list(overrides), energy_spec)
+    with tempfile.TemporaryDirectory(prefix="accelsim-topology-") as tmp:
+        built, overrides = topology_options(topologies, tmp, arch_spec, list(overrides),
+                                            weight_density, act_density, nm_text, samples)
+        report = _simulate(list(traces) + built, arch_spec, overrides, energy_spec)
     if iso is not None:
         report = per_multiplier(report, iso)
     if out:

@@ -78,6 +78,11 @@ def gemm_geometry(name, m, n, k) -> LayerGeometry:
     return LayerGeometry(name, "conv2d", (k, m, 1), (n, m, 1))
 
 
+def is_gemm_header(header: list[str]) -> bool:
+    """SCALE-Sim's M,N,K form (its -i gemm), told from the conv form by the header."""
+    return [h.strip().lower() for h in header[1:4]] == ["m", "n", "k"]
+
+
 def read_topology(path: str | Path) -> list[TopologyLayer]:
     """Layers of a SCALE-Sim topology file (conv or GEMM form); one-line errors on bad input."""
     path = Path(path)
@@ -92,7 +97,7 @@ def read_topology(path: str | Path) -> list[TopologyLayer]:
     if not rows:
         raise AccelsimError(f"{path}: empty topology file (expected a header row)")
     header_line, header = rows[0]
-    gemm = [h.lower() for h in header[1:4]] == ["m", "n", "k"]
+    gemm = is_gemm_header(header)
     columns = GEMM_COLUMNS if gemm else CONV_COLUMNS
     if len(header) < len(columns):
         missing = ", ".join(columns[len(header):])
@@ -160,3 +165,27 @@ class _Shape:
     """Just the geometry, for checks made before any weights exist."""
 
     geometry: LayerGeometry
+
+
+def topology_options(topologies, tmp_dir, arch_spec: str, overrides: list[str], weight_density: float,
+                     act_density: float, nm_text: str | None, samples: int) -> tuple[list[str], list[str]]:
+    """`accelsim run --topology ...`: trace files built in tmp_dir, and the --set overrides with
+    the N:M pattern added for a systolic array that does not name one itself."""
+    from accelsim.arch import load_arch
+    from accelsim.dataflows.systolic.mapping import parse_nm
+
+    nm = parse_nm(nm_text, where="--nm") if nm_text else None
+    if nm is not None and not topologies:
+        raise AccelsimError("--nm applies to --topology runs only")
+    if nm is not None:
+        arch = load_arch(arch_spec, overrides)
+        if arch.arch.dataflow == "systolic" and not arch.systolic.nm:
+            overrides = [*overrides, f"systolic.nm={nm[0]}:{nm[1]}", "sparsity.weights=skip"]
+    built = []
+    for i, topo in enumerate(topologies):
+        out = Path(tmp_dir) / f"{Path(topo).stem}.trace.safetensors"
+        if out.exists():
+            out = Path(tmp_dir) / f"{Path(topo).stem}-{i}.trace.safetensors"
+        built.append(topology_trace(topo, out, weight_density=weight_density,
+                                    act_density=act_density, nm=nm, samples=samples))
+    return built, overrides

@@ -6,6 +6,7 @@ Runs in SCALE-Sim's own virtual environment, never in accelsim's (it pins its ow
     python -m venv /path/scalesim-venv && /path/scalesim-venv/bin/pip install scalesim==3.0.0
     /path/scalesim-venv/bin/python analysis/scalesim_golden.py               # every case below
     /path/scalesim-venv/bin/python analysis/scalesim_golden.py --only alexnet --dataflow os
+    /path/scalesim-venv/bin/python analysis/scalesim_golden.py --config scale_sparse.cfg  # N:M
 
 Inputs are SCALE-Sim's own files, copied unchanged into tests/data/scalesim/ (topologies from its
 repository's topologies/conv_nets and topologies/GEMM_mnk, configs/scale.cfg and
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import configparser
 import csv
+import json
 import os
 import sys
 import tempfile
@@ -40,6 +42,14 @@ TOPOLOGIES = (
     ("NCF.csv", "gemm"),
     ("Googlenet.csv", "conv"),
 )
+# N:M runs (config scale_sparse.cfg = scale.cfg with SparsitySupport on, OptimizedMapping off):
+# SCALE-Sim's topologies/sparsity files and vit_s with a 2:4 Sparsity column.
+SPARSE_TOPOLOGIES = (
+    ("sparse_gemm.csv", "gemm"),
+    ("sparse_conv.csv", "conv"),
+    ("vit_s_2_4.csv", "gemm"),
+)
+SPARSE_CONFIG = "scale_sparse.cfg"
 DATAFLOWS = ("os", "ws", "is")
 
 COLUMNS = (
@@ -75,7 +85,8 @@ def run_case(topology: str, form: str, base_cfg: Path, dataflow: str) -> list[di
         layout = tmp_path / "layout.csv"  # SCALE-Sim opens a layout file even when unused
         layout.write_text("Layer name,\n")
         sim = scalesim(save_disk_space=True, verbose=False, config=str(cfg),
-                       topology=str(DATA / "topologies" / topology), layout=str(layout),
+                       topology=str(DATA / "topologies" / topology)
+                       if not Path(topology).is_absolute() else topology, layout=str(layout),
                        input_type_gemm=form == "gemm")
         conf = sim.config
         start = time.perf_counter()
@@ -131,14 +142,30 @@ def main(argv=None) -> int:
                         help="topology stem to run (repeatable; default: all)")
     parser.add_argument("--dataflow", action="append", choices=DATAFLOWS, default=[])
     parser.add_argument("--config", default="scale.cfg", help="config in tests/data/scalesim/configs")
+    parser.add_argument("--topology-file", default=None,
+                        help="run this topology file instead of the stored ones (with --print)")
+    parser.add_argument("--gemm", action="store_true", help="--topology-file is in M,N,K form")
+    parser.add_argument("--print", dest="print_only", action="store_true",
+                        help="print the rows as JSON lines instead of storing them")
     args = parser.parse_args(argv)
+    if args.topology_file:
+        for dataflow in args.dataflow or DATAFLOWS:
+            for row in run_case(str(Path(args.topology_file).resolve()),
+                                "gemm" if args.gemm else "conv", DATA / "configs" / args.config,
+                                dataflow):
+                print(json.dumps(row), flush=True)
+        return 0
     base_cfg = DATA / "configs" / args.config
-    for topology, form in TOPOLOGIES:
+    for topology, form in SPARSE_TOPOLOGIES if args.config == SPARSE_CONFIG else TOPOLOGIES:
         if args.only and Path(topology).stem not in args.only:
             continue
         for dataflow in args.dataflow or DATAFLOWS:
             start = time.perf_counter()
             rows = run_case(topology, form, base_cfg, dataflow)
+            if args.print_only:
+                for row in rows:
+                    print(json.dumps(row), flush=True)
+                continue
             merge_and_write(rows)
             print(f"{topology} {args.config} {dataflow}: {len(rows)} layers, "
                   f"{time.perf_counter() - start:.1f} s", flush=True)

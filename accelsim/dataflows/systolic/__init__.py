@@ -8,7 +8,7 @@ topology.py SCALE-Sim's topology CSV files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,14 +21,15 @@ class SystolicSection:
     """[systolic]: SCALE-Sim's architecture fields (ArrayHeight, ArrayWidth, Dataflow, the three
     SRAM sizes in KB, Bandwidth) plus the N:M weight pattern the array decodes."""
 
-    rows: int = bounded(32, 1)
-    cols: int = bounded(32, 1)
-    dataflow: str = "os"  # "os" output-, "ws" weight-, "is" input-stationary
-    ifmap_sram_kb: int = bounded(64, 1)
-    filter_sram_kb: int = bounded(64, 1)
-    ofmap_sram_kb: int = bounded(64, 1)
-    bandwidth: float = bounded(0.0, 0)  # DRAM words per cycle; 0 = unlimited (no stalls)
-    word_bytes: int = bounded(1, 1)  # bytes per word in SRAM and DRAM (SCALE-Sim: 1)
+    rows: int = bounded(32, 1, 4096)
+    cols: int = bounded(32, 1, 4096)
+    # "os" output-, "ws" weight-, "is" input-stationary
+    dataflow: str = field(default="os", metadata={"choices": ("os", "ws", "is")})
+    ifmap_sram_kb: int = bounded(64, 1, 1 << 30)
+    filter_sram_kb: int = bounded(64, 1, 1 << 30)
+    ofmap_sram_kb: int = bounded(64, 1, 1 << 30)
+    bandwidth: float = bounded(0.0, 1e-3, 1e9, zero_ok=True)  # DRAM words/cycle; 0 = unlimited
+    word_bytes: int = bounded(1, 1, 8)  # bytes per word in SRAM and DRAM (SCALE-Sim: 1)
     nm: str = ""  # N:M weight pattern used when sparsity.weights = "skip", e.g. "2:4"
 
 
