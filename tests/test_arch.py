@@ -25,7 +25,7 @@ def error_of(spec, overrides=()):
 
 
 def test_presets_load_with_documented_values():
-    assert preset_names() == ["cnvlutin", "eie64"]
+    assert preset_names() == ["cnvlutin", "eie64", "systolic-is", "systolic-os", "systolic-ws"]
     eie = load_arch("eie64")
     assert (eie.arch.name, eie.arch.dataflow, eie.arch.clock_mhz) == ("eie64", "eie", 800.0)
     assert (eie.eie.num_pes, eie.eie.fifo_depth, eie.eie.index_bits) == (64, 8, 4)
@@ -77,7 +77,7 @@ def test_unknown_section_and_top_level_key(tmp_path):
         ("[eie]\nindex_bits = 0\n", "eie.index_bits must be >= 1 and <= 32, got 0"),
         ("[eie]\nempty_slice_cycles = -1\n", "eie.empty_slice_cycles must be >= 0 and <= 1024, got -1"),
         ("[arch]\nclock_mhz = 0\n", "arch.clock_mhz must be > 0 and <= 100000, got 0.0"),
-        ('[arch]\ndataflow = "scnn"\n', "arch.dataflow must be one of 'cnvlutin', 'eie', got 'scnn'"),
+        ('[arch]\ndataflow = "scnn"\n', "arch.dataflow must be one of 'cnvlutin', 'eie', 'systolic', got 'scnn'"),
         ('[sparsity]\nactivations = "skp"\n', "sparsity.activations must be one of"),
         ('[topk]\nscheme = "heap"\n', "topk.scheme must be one of"),
         ("[topk]\nradix_bits = 9\nvalue_bits = 8\n", "topk.radix_bits must be <= topk.value_bits"),
@@ -181,7 +181,7 @@ def test_override_applies_before_validation(tmp_path):
 def test_to_dict_fingerprint_and_with_sparsity(tmp_path):
     cfg = load_arch("eie64")
     d = cfg.to_dict()
-    assert set(d) == {"arch", "eie", "cnvlutin", "sparsity", "topk", "memory", "energy"}
+    assert set(d) == {"arch", "eie", "cnvlutin", "systolic", "sparsity", "topk", "memory", "energy"}
     # writing the dict back as TOML gives the same configuration and fingerprint
     lines = []
     for section, table in d.items():
