@@ -184,6 +184,10 @@ def _check_type(label: str, key: str, value: Any, expected: type) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise AccelsimError(f"{label}: {key} must be a number, got {value!r}")
         return float(value)
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise AccelsimError(f"{label}: {key} must be true or false, got {value!r}")
+        return value
     if not isinstance(value, str):
         raise AccelsimError(f"{label}: {key} must be a string, got {value!r}")
     return value
@@ -191,7 +195,7 @@ def _check_type(label: str, key: str, value: Any, expected: type) -> Any:
 
 def _field_type(section: str, key: str) -> type:
     ann = {f.name: f.type for f in fields(_SECTION_TYPES[section])}[key]
-    return {"int": int, "float": float, "str": str}[ann] if isinstance(ann, str) else ann
+    return {"int": int, "float": float, "str": str, "bool": bool}[ann] if isinstance(ann, str) else ann
 
 
 def _check_value(label: str, key: str, value: Any) -> None:

@@ -31,6 +31,7 @@ TIMING = (
     "busy_pe_cycles",  # PE-cycles spent on stored entries (useful or padding)
     "starve_pe_cycles",  # PE-cycles idle with an empty queue while the layer still runs
     "tail_pe_cycles",  # PE-cycles idle after the PE finished its share, waiting for the slowest
+    "empty_pe_cycles",  # PE-cycles of PEs given no work (Cnvlutin: units with no filter in a pass)
     "stall_cycles",  # cycles the broadcast (or brick issue) waited because a queue was full
     "padding_entries",  # stored padding entries processed (EIE relative-index overflow)
 )

@@ -143,6 +143,7 @@ def simulate_layer(
         "stall_cycles": result.counter("stall_cycles") / samples,
         "starve_pe_cycles": result.counter("starve_pe_cycles") / samples,
         "tail_pe_cycles": result.counter("tail_pe_cycles") / samples,
+        "empty_pe_cycles": result.counter("empty_pe_cycles") / samples,
         "padding_entries": result.counter("padding_entries") / samples,
         "memory_stall_cycles": mem.stall_cycles / samples,
         "load_balance": busy / pe_cycles if pe_cycles else 1.0,

@@ -1,31 +1,50 @@
-"""Cnvlutin-style dataflow: fast kernel == per-cycle reference; closed forms; functional outputs."""
+"""Cnvlutin-style dataflow: fast kernel == per-cycle reference; closed forms; functional outputs.
+
+Every conv here is non-square (H != W, kernel h != w, stride and padding differ per axis), so a
+kernel or reference that swapped y and x would fail.
+"""
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
+from accelsim.dataflows.cnvlutin import DATAFLOW, CnvlutinSection
 from accelsim.dataflows.cnvlutin.kernel import WEIGHT_SKIP_ERROR, simulate_cnvlutin
 from accelsim.dataflows.cnvlutin.reference import simulate_cnvlutin_reference
 from accelsim.errors import AccelsimError
 from accelsim.traces.schema import LayerGeometry, LayerRecord, SparseBatch
 
 MODES = [(a, w) for a in ("skip", "gate", "none") for w in ("gate", "none")]
+VALUES = [0.0, 1.5, -0.75, 2.0, 0.25]  # 0 first: hypothesis shrinks contents towards zeros
 
 
-def _conv(rng, s, c, h, w, m, k, stride, pad, dil, groups, act_density, w_density, s_out=None):
-    h, w = (max(v, dil * (k - 1) + 1 - 2 * pad, 1) for v in (h, w))  # at least one output
-    oh = (h + 2 * pad - dil * (k - 1) - 1) // stride + 1
-    ow = (w + 2 * pad - dil * (k - 1) - 1) // stride + 1
-    geo = LayerGeometry("conv", "conv2d", (c, h, w), (m, oh, ow), (k, k), (stride, stride),
-                        (pad, pad), (dil, dil), groups, True)
-    x = rng.standard_normal((s, c, h, w)).astype(np.float32)
-    x *= rng.random((s, c, h, w)) < act_density
-    wt = rng.standard_normal(geo.weight_shape).astype(np.float32)
-    wt *= rng.random(geo.weight_shape) < w_density
+def _out(n, k, s, p, d):
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _conv_record(x, wt, bias, k, stride, pad, dil=(1, 1), groups=1, s_out=None):
+    """A conv LayerRecord from dense (S, C, H, W) inputs and (M, C/groups, kh, kw) weights."""
+    s, c, h, w = x.shape
+    m = wt.shape[0]
+    oh, ow = _out(h, k[0], stride[0], pad[0], dil[0]), _out(w, k[1], stride[1], pad[1], dil[1])
+    geo = LayerGeometry("conv", "conv2d", (c, h, w), (m, oh, ow), tuple(k), tuple(stride),
+                        tuple(pad), tuple(dil), groups, True)
     s_out = s if s_out is None else s_out
-    return LayerRecord(geo, wt, None, rng.standard_normal(m).astype(np.float32),
-                       SparseBatch.from_dense(x),
-                       outputs=np.zeros((s_out, m, oh, ow), np.float32)), x
+    return LayerRecord(geo, wt, None, bias, SparseBatch.from_dense(x),
+                       outputs=np.zeros((s_out, m, oh, ow), np.float32))
+
+
+def _conv(rng, s, c, hw, m, k, stride, pad, groups, act_density, w_density, dil=(1, 1),
+          s_out=None):
+    x = rng.standard_normal((s, c, *hw)).astype(np.float32)
+    x *= rng.random(x.shape) < act_density
+    wt = rng.standard_normal((m, c // groups, *k)).astype(np.float32)
+    wt *= rng.random(wt.shape) < w_density
+    return _conv_record(x, wt, rng.standard_normal(m).astype(np.float32), k, stride, pad, dil,
+                        groups, s_out), x
 
 
 def _fc(rng, s, f, m, act_density, w_density):
@@ -34,6 +53,15 @@ def _fc(rng, s, f, m, act_density, w_density):
     wt = rng.standard_normal((m, f)).astype(np.float32) * (rng.random((m, f)) < w_density)
     return LayerRecord(geo, wt, None, rng.standard_normal(m).astype(np.float32),
                        SparseBatch.from_dense(x), outputs=np.zeros((s, m), np.float32)), x
+
+
+def _valid_taps(h, w, oh, ow, k, stride, pad, dil=(1, 1)):
+    """(OH, OW) number of kernel taps of each window that land on the input (not the padding)."""
+    ys = [sum(0 <= oy * stride[0] - pad[0] + ky * dil[0] < h for ky in range(k[0]))
+          for oy in range(oh)]
+    xs = [sum(0 <= ox * stride[1] - pad[1] + kx * dil[1] < w for kx in range(k[1]))
+          for ox in range(ow)]
+    return np.outer(ys, xs)
 
 
 def _assert_same(fast, ref):
@@ -46,59 +74,164 @@ def _assert_same(fast, ref):
         np.testing.assert_allclose(fast.outputs, ref.outputs, rtol=1e-5, atol=1e-5)
 
 
-def test_fast_equals_reference_on_random_layers():
+def _check_invariants(res, units, lanes):
+    c = res.counters
+    assert c["busy_pe_cycles"] + c["tail_pe_cycles"] + c["empty_pe_cycles"] == c["pe_cycle"]
+    assert c["pe_cycle"] == c["cycles"] * units * lanes
+    assert c["busy_pe_cycles"] <= c["act_read"] * units  # a busy lane holds one activation
+
+
+@st.composite
+def cases(draw):
+    """A small layer (parameters and contents drawn, so a failure shrinks) and a configuration."""
+    cfg = dict(units=draw(st.integers(1, 3)), lanes=draw(st.integers(1, 6)),
+               filters_per_unit=draw(st.integers(1, 3)), brick_size=draw(st.integers(1, 5)),
+               pack_taps=draw(st.booleans()))
+    cfg["act_mode"], cfg["weight_mode"] = draw(st.sampled_from(MODES))
+    samples = draw(st.integers(1, 2))
+    elems = st.sampled_from(VALUES)
+    if draw(st.booleans()):  # linear
+        f, m = draw(st.integers(1, 24)), draw(st.integers(1, 8))
+        x = draw(hnp.arrays(np.float32, (samples, f), elements=elems))
+        wt = draw(hnp.arrays(np.float32, (m, f), elements=elems))
+        geo = LayerGeometry("fc", "linear", (f,), (m,), has_bias=True)
+        rec = LayerRecord(geo, wt, None, np.arange(m, dtype=np.float32), SparseBatch.from_dense(x),
+                          outputs=np.zeros((samples, m), np.float32))
+        return rec, cfg
+    groups = draw(st.sampled_from([1, 2]))
+    c, m = groups * draw(st.integers(1, 5)), groups * draw(st.integers(1, 3))
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pad = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    h = draw(st.integers(max(1, dil[0] * (k[0] - 1) + 1 - 2 * pad[0]), 6))
+    w = draw(st.integers(max(1, dil[1] * (k[1] - 1) + 1 - 2 * pad[1]), 6))
+    x = draw(hnp.arrays(np.float32, (samples, c, h, w), elements=elems))
+    wt = draw(hnp.arrays(np.float32, (m, c // groups, *k), elements=elems))
+    rec = _conv_record(x, wt, np.arange(m, dtype=np.float32), k, stride, pad, dil, groups,
+                       s_out=draw(st.integers(0, samples)))
+    return rec, cfg
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_fast_equals_cycle_reference(case):
+    rec, cfg = case
+    fast = simulate_cnvlutin(rec, **cfg)
+    _assert_same(fast, simulate_cnvlutin_reference(rec, **cfg))
+    _check_invariants(fast, cfg["units"], cfg["lanes"])
+
+
+def test_fast_equals_reference_on_wide_bricks_and_many_lanes():
+    """Channel counts that leave lanes without a slice, and more bricks per lane than one."""
     rng = np.random.default_rng(11)
-    for case in range(150):
-        act_mode, weight_mode = MODES[case % len(MODES)]
-        cfg = dict(units=int(rng.integers(1, 4)), lanes=int(rng.integers(1, 17)),
-                   filters_per_unit=int(rng.integers(1, 4)), brick_size=int(rng.integers(1, 17)),
-                   act_mode=act_mode, weight_mode=weight_mode)
-        dens = float(rng.choice([0.0, 0.1, 0.5, 0.9, 1.0]))
-        if case % 3 == 0:
-            rec, _ = _fc(rng, 2, int(rng.integers(1, 40)), int(rng.integers(1, 9)), dens, 0.6)
-        else:
-            groups = int(rng.choice([1, 2]))
-            rec, _ = _conv(rng, 2, groups * int(rng.integers(1, 6)), int(rng.integers(1, 6)),
-                           int(rng.integers(1, 6)), groups * int(rng.integers(1, 4)),
-                           int(rng.integers(1, 4)), int(rng.integers(1, 3)),
-                           int(rng.integers(0, 2)),
-                           int(rng.integers(1, 3)), groups, dens, 0.6, s_out=1)
-        fast = simulate_cnvlutin(rec, **cfg)
-        ref = simulate_cnvlutin_reference(rec, **cfg)
-        _assert_same(fast, ref)
-        c = fast.counters
-        assert c["busy_pe_cycles"] + c["tail_pe_cycles"] == c["pe_cycle"]
+    for c, lanes, brick, pack in ((3, 16, 16, False), (20, 4, 2, False), (20, 4, 2, True),
+                                  (7, 3, 16, True)):
+        rec, _ = _conv(rng, 2, c, (5, 4), 5, (3, 2), (2, 1), (1, 0), 1, 0.5, 0.7, s_out=1)
+        cfg = dict(units=2, lanes=lanes, filters_per_unit=2, brick_size=brick, act_mode="skip",
+                   weight_mode="gate", pack_taps=pack)
+        _assert_same(simulate_cnvlutin(rec, **cfg), simulate_cnvlutin_reference(rec, **cfg))
 
 
-def test_dense_closed_form():
+@pytest.mark.parametrize("c", [1, 3, 20, 48])
+def test_dense_baseline_is_one_brick_of_lanes_per_cycle(c):
+    """DaDianNao: each cycle a unit takes `lanes` consecutive channels of one tap; taps are never
+    packed together. Cycles = passes x sum over windows of valid taps x ceil(C / lanes)."""
     rng = np.random.default_rng(12)
-    # no padding, every tap valid; brick 4 divides C = 8; 2 bricks per tap x 9 taps = 18 bricks
-    rec, _ = _conv(rng, 2, 8, 6, 6, 10, 3, 1, 0, 1, 1, 1.0, 1.0)
-    units, fpu, lanes, brick = 2, 3, 4, 4
-    passes = -(-10 // (units * fpu))  # 2
-    windows = 4 * 4
-    res = simulate_cnvlutin(rec, units=units, lanes=lanes, filters_per_unit=fpu, brick_size=brick,
+    h, w, k, stride, pad = 7, 5, (3, 2), (2, 1), (1, 2)
+    rec, _ = _conv(rng, 1, c, (h, w), 10, k, stride, pad, 1, 1.0, 1.0)
+    units, fpu, lanes = 2, 3, 16
+    res = simulate_cnvlutin(rec, units=units, lanes=lanes, filters_per_unit=fpu, brick_size=16,
                             act_mode="none", weight_mode="none")
-    want = passes * windows * -(-18 // lanes) * brick
+    _, _, oh, ow = rec.outputs.shape
+    taps = _valid_taps(h, w, oh, ow, k, stride, pad).sum()
+    passes = -(-10 // (units * fpu))
+    assert res.cycles.tolist() == [passes * taps * -(-c // lanes)]
+    assert res.counters["act_read"] == passes * taps * c
+    _check_invariants(res, units, lanes)
+
+
+def test_alexnet_conv1_baseline_is_121_cycles_per_inner_window():
+    """3 input channels, 11x11 kernel: one tap per cycle, 121 cycles for a window off the edge."""
+    rng = np.random.default_rng(13)
+    rec, _ = _conv(rng, 1, 3, (27, 23), 8, (11, 11), (4, 4), (0, 0), 1, 1.0, 1.0)
+    res = simulate_cnvlutin(rec, units=1, lanes=16, filters_per_unit=16, brick_size=16,
+                            act_mode="none", weight_mode="none")
+    assert res.cycles.tolist() == [121 * 5 * 4]
+    packed = simulate_cnvlutin(rec, units=1, lanes=16, filters_per_unit=16, brick_size=16,
+                               act_mode="none", weight_mode="none", pack_taps=True)
+    assert packed.cycles.tolist() == [-(-121 // 16) * 3 * 5 * 4]  # 24 per window when packed
+
+
+def test_packed_dense_closed_form():
+    rng = np.random.default_rng(14)
+    # no padding, every tap valid; brick 4 divides C = 8; 2 bricks per tap x 6 taps = 12 bricks
+    rec, _ = _conv(rng, 2, 8, (6, 5), 10, (3, 2), (1, 2), (0, 0), 1, 1.0, 1.0)
+    units, fpu, lanes, brick = 2, 3, 5, 4
+    passes = -(-10 // (units * fpu))  # 2
+    windows = 4 * 2
+    kw = dict(units=units, lanes=lanes, filters_per_unit=fpu, brick_size=brick, pack_taps=True)
+    res = simulate_cnvlutin(rec, **kw, act_mode="none", weight_mode="none")
+    want = passes * windows * -(-12 // lanes) * brick
     assert res.cycles.tolist() == [want, want]
     assert res.counters["mac"] == 2 * rec.geometry.dense_macs
-    # skip on fully dense activations costs the same; on an all-zero input, 1 cycle per group
-    skip = simulate_cnvlutin(rec, units=units, lanes=lanes, filters_per_unit=fpu, brick_size=brick,
-                             act_mode="skip", weight_mode="none")
-    assert skip.cycles.tolist() == [want, want]
+    # skip on fully dense activations costs the same
+    assert simulate_cnvlutin(rec, **kw, act_mode="skip", weight_mode="none").cycles.tolist() == [
+        want, want]
 
 
 def test_all_zero_input_costs_one_cycle_per_brick_group():
-    rng = np.random.default_rng(13)
-    rec, _ = _conv(rng, 1, 8, 5, 5, 4, 3, 1, 0, 1, 1, 0.0, 1.0)
-    res = simulate_cnvlutin(rec, units=1, lanes=4, filters_per_unit=4, brick_size=4,
-                            act_mode="skip", weight_mode="gate")
-    assert res.cycles.tolist() == [9 * -(-18 // 4)]  # 3x3 windows, ceil(18 / 4) groups each
+    rng = np.random.default_rng(15)
+    rec, _ = _conv(rng, 1, 8, (5, 6), 4, (3, 2), (1, 2), (0, 1), 1, 0.0, 1.0)
+    kw = dict(units=1, filters_per_unit=4, brick_size=2, act_mode="skip", weight_mode="gate")
+    _, _, oh, ow = rec.outputs.shape
+    taps = _valid_taps(5, 6, oh, ow, (3, 2), (1, 2), (0, 1)).sum()
+    res = simulate_cnvlutin(rec, lanes=3, **kw)  # slices of ceil(8/3) = 3 channels: 2 bricks
+    assert res.cycles.tolist() == [taps * 2]
     assert res.counters["mac"] == 0 and res.counters["busy_pe_cycles"] == 0
+    packed = simulate_cnvlutin(rec, lanes=3, pack_taps=True, **kw)  # 4 bricks per tap, dealt on
+    windows = _valid_taps(5, 6, oh, ow, (3, 2), (1, 2), (0, 1)).ravel()
+    assert packed.cycles.tolist() == [sum(-(-(4 * t) // 3) for t in windows)]
+
+
+def test_all_padding_window_costs_nothing():
+    """A 1x2 input with padding 2 and 1x1 kernel: only windows on the input cost cycles; the
+    others read no activation and their outputs are the bias (the address generator skips
+    padding taps)."""
+    rng = np.random.default_rng(16)
+    rec, x = _conv(rng, 1, 3, (1, 2), 2, (1, 1), (1, 1), (2, 1), 1, 1.0, 1.0)
+    res = simulate_cnvlutin(rec, units=1, lanes=2, filters_per_unit=2, brick_size=4,
+                            act_mode="none", weight_mode="none")
+    assert rec.outputs.shape == (1, 2, 5, 4)
+    assert res.cycles.tolist() == [2 * 2]  # 2 windows on the input, ceil(3 / 2) cycles each
+    ref = simulate_cnvlutin_reference(rec, units=1, lanes=2, filters_per_unit=2, brick_size=4,
+                                      act_mode="none", weight_mode="none")
+    _assert_same(res, ref)
+    np.testing.assert_allclose(res.outputs[0, :, 0, 0], rec.bias)
+
+
+def test_short_last_pass_counts_empty_units_idle():
+    """5 filters on 2 units of 2: pass 1 fills both units, pass 2 one; the other unit's lanes
+    are empty PE-cycles, not busy ones."""
+    rng = np.random.default_rng(17)
+    rec, _ = _fc(rng, 1, 8, 5, 1.0, 1.0)
+    units, lanes = 2, 4
+    res = simulate_cnvlutin(rec, units=units, lanes=lanes, filters_per_unit=2, brick_size=2,
+                            act_mode="none", weight_mode="none")
+    per_pass = 2  # slices of 2 channels per lane, one brick each
+    assert res.cycles.tolist() == [2 * per_pass]
+    c = res.counters
+    assert c["busy_pe_cycles"] == 8 * units + 8 * 1  # every entry on every unit with a filter
+    assert c["empty_pe_cycles"] == per_pass * lanes * 1  # pass 2: one unit without a filter
+    assert c["tail_pe_cycles"] == 0
+    assert c["weight_read"] == 8 * 5  # each activation meets each of the 5 filters once
+    section = CnvlutinSection(units=units, lanes=lanes, filters_per_unit=2)
+    assert DATAFLOW.multipliers(section) == 16
+    _check_invariants(res, units, lanes)
 
 
 def test_mac_counts_effective_pairs_under_skip_and_gate():
-    rng = np.random.default_rng(14)
+    rng = np.random.default_rng(18)
     rec, x = _fc(rng, 3, 50, 7, 0.4, 0.3)
     res = simulate_cnvlutin(rec, units=1, lanes=4, filters_per_unit=7, brick_size=5,
                             act_mode="skip", weight_mode="gate")
@@ -108,19 +241,25 @@ def test_mac_counts_effective_pairs_under_skip_and_gate():
     assert res.counters["weight_read"] == int((x != 0).sum()) * 7
 
 
-def test_functional_outputs_equal_torch_conv():
-    rng = np.random.default_rng(15)
-    rec, x = _conv(rng, 3, 6, 7, 7, 4, 3, 2, 1, 1, 2, 0.5, 0.5, s_out=2)
+@pytest.mark.parametrize("pack_taps", [False, True])
+def test_functional_outputs_equal_torch_conv(pack_taps):
+    rng = np.random.default_rng(19)
+    k, stride, pad, dil = (3, 2), (2, 1), (1, 0), (1, 2)
+    rec, x = _conv(rng, 3, 6, (7, 9), 4, k, stride, pad, 2, 0.5, 0.5, dil=dil, s_out=2)
     res = simulate_cnvlutin(rec, units=2, lanes=3, filters_per_unit=1, brick_size=2,
-                            act_mode="skip", weight_mode="gate")
+                            act_mode="skip", weight_mode="gate", pack_taps=pack_taps)
     want = torch.nn.functional.conv2d(torch.from_numpy(x[:2]), torch.from_numpy(rec.weight),
-                                      torch.from_numpy(rec.bias), stride=2, padding=1, groups=2)
-    assert res.outputs.shape == (2, 4, 4, 4)
+                                      torch.from_numpy(rec.bias), stride=stride, padding=pad,
+                                      dilation=dil, groups=2)
+    assert res.outputs.shape == tuple(want.shape) == (2, 4, 4, 7)
     np.testing.assert_allclose(res.outputs, want.numpy(), rtol=1e-5, atol=1e-5)
+    ref = simulate_cnvlutin_reference(rec, units=2, lanes=3, filters_per_unit=1, brick_size=2,
+                                      act_mode="skip", weight_mode="gate", pack_taps=pack_taps)
+    np.testing.assert_allclose(ref.outputs, want.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_functional_outputs_equal_numpy_linear_and_samples_limit():
-    rng = np.random.default_rng(16)
+    rng = np.random.default_rng(20)
     rec, x = _fc(rng, 4, 30, 5, 0.5, 0.5)
     res = simulate_cnvlutin(rec, units=1, lanes=2, filters_per_unit=2, brick_size=4,
                             act_mode="gate", weight_mode="gate", samples=3)
@@ -133,8 +272,8 @@ def test_functional_outputs_equal_numpy_linear_and_samples_limit():
 def test_results_do_not_depend_on_thread_count():
     import numba
 
-    rng = np.random.default_rng(17)
-    rec, _ = _conv(rng, 8, 4, 6, 6, 6, 3, 1, 1, 1, 1, 0.3, 0.5)
+    rng = np.random.default_rng(21)
+    rec, _ = _conv(rng, 8, 4, (6, 5), 6, (3, 2), (1, 2), (1, 0), 1, 0.3, 0.5)
     cfg = dict(units=2, lanes=4, filters_per_unit=2, brick_size=3, act_mode="skip",
                weight_mode="gate")
     many = simulate_cnvlutin(rec, **cfg)
@@ -147,32 +286,39 @@ def test_results_do_not_depend_on_thread_count():
     assert many.counters == one.counters and np.array_equal(many.outputs, one.outputs)
 
 
+@pytest.mark.parametrize("simulate", [simulate_cnvlutin, simulate_cnvlutin_reference])
 @pytest.mark.parametrize(
     "kwargs, msg",
     [
-        (dict(weight_mode="skip"), "cnvlutin does not skip zero weights"),
-        (dict(act_mode="drop"), "sparsity.activations"),
+        (dict(weight_mode="skip"), "weight"),
+        (dict(act_mode="drop"), "activations"),
         (dict(lanes=0), "cnvlutin.lanes"),
         (dict(brick_size=2.5), "cnvlutin.brick_size"),
-        (dict(samples=0), "samples"),
+        (dict(pack_taps="yes"), "cnvlutin.pack_taps"),
     ],
 )
-def test_bad_config(kwargs, msg):
-    rng = np.random.default_rng(18)
+def test_bad_config(simulate, kwargs, msg):
+    rng = np.random.default_rng(22)
     rec, _ = _fc(rng, 1, 8, 2, 0.5, 0.5)
     cfg = dict(units=1, lanes=2, filters_per_unit=2, brick_size=4, act_mode="skip",
                weight_mode="gate")
     with pytest.raises(AccelsimError, match=msg):
-        simulate_cnvlutin(rec, **{**cfg, **kwargs})
+        simulate(rec, **{**cfg, **kwargs})
     assert WEIGHT_SKIP_ERROR == (
         "cnvlutin does not skip zero weights (set sparsity.weights to gate or none)"
     )
+    with pytest.raises(AccelsimError, match="samples"):
+        simulate_cnvlutin(rec, **cfg, samples=0)
 
 
-def test_inconsistent_geometry_is_an_error():
-    rng = np.random.default_rng(19)
-    rec, _ = _conv(rng, 1, 4, 5, 5, 2, 3, 1, 0, 1, 1, 0.5, 0.5)
-    rec.weight = rec.weight[:, :2]
-    with pytest.raises(AccelsimError, match="weight shape"):
-        simulate_cnvlutin(rec, units=1, lanes=2, filters_per_unit=2, brick_size=4,
-                          act_mode="skip", weight_mode="gate")
+@pytest.mark.parametrize("simulate", [simulate_cnvlutin, simulate_cnvlutin_reference])
+def test_inconsistent_geometry_is_an_error(simulate):
+    rng = np.random.default_rng(23)
+    rec, _ = _conv(rng, 1, 4, (5, 6), 2, (3, 2), (1, 2), (0, 1), 1, 0.5, 0.5)
+    g = rec.geometry
+    # output height and width swapped: 3x4 is right, 4x3 is not
+    rec.geometry = LayerGeometry(g.name, g.kind, g.in_shape, (2, 4, 3), g.kernel, g.stride,
+                                 g.padding, g.dilation, g.groups, g.has_bias)
+    with pytest.raises(AccelsimError, match="output size"):
+        simulate(rec, units=1, lanes=2, filters_per_unit=2, brick_size=4, act_mode="skip",
+                 weight_mode="gate")

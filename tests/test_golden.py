@@ -7,7 +7,8 @@ and the commit says why the numbers moved.
 
 A golden file only records what the code printed; so every golden row is also checked against
 invariants that do not depend on the code that produced it: utilisation <= 1 and equal to
-effective MACs / (peak MACs per cycle x cycles), busy + starve + tail = units x compute cycles,
+effective MACs / (peak MACs per cycle x cycles), busy + starve + tail + empty = units x compute
+cycles,
 cycles = compute + exposed top-k + memory stalls, energy = sum of components = sum of event
 count x pJ of the table, effective MACs <= dense MACs, and the summary's speed-up and energy
 ratios recomputed from the per-layer rows."""
@@ -39,7 +40,7 @@ def test_golden_rows_keep_the_invariants(golden):
     _, g = golden
     assert (g["utilisation"] >= 0).all() and (g["utilisation"] <= 1).all()
     assert np.allclose(g["utilisation"], g["effective_macs"] / (g["peak_macs_per_cycle"] * g["cycles"]))
-    pe = g["busy_pe_cycles"] + g["starve_pe_cycles"] + g["tail_pe_cycles"]
+    pe = g["busy_pe_cycles"] + g["starve_pe_cycles"] + g["tail_pe_cycles"] + g["empty_pe_cycles"]
     assert np.allclose(pe, g["units"] * g["compute_cycles"])
     assert np.allclose(g["cycles"], g["compute_cycles"] + g["topk_exposed_cycles"] + g["memory_stall_cycles"])
     assert np.allclose(g["load_balance"], g["busy_pe_cycles"] / (g["units"] * g["compute_cycles"]))

@@ -22,6 +22,7 @@ class CnvlutinSection:
     lanes: int = bounded(16, 1, 1024)
     filters_per_unit: int = bounded(16, 1, 1024)
     brick_size: int = bounded(16, 1, 4096)
+    pack_taps: bool = False  # deal bricks of several taps into one brick group (not DaDianNao's way)
 
 
 def _kernel(layer, **kw):

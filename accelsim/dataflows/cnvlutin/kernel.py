@@ -1,22 +1,28 @@
 """Cnvlutin-style dataflow: dense weights, zero-free activation bricks, lanes synced per group.
 
-After "Cnvlutin: Ineffectual-Neuron-Free Deep Neural Network Computing".
-The model (docs/cnvlutin.md):
+After "Cnvlutin: Ineffectual-Neuron-Free Deep Neural Network Computing", whose baseline is the
+array of "DaDianNao: A Machine-Learning Supercomputer". The model (docs/hardware-model.md,
+"Cnvlutin-style dataflow"):
 
 - `units` units, each with `lanes` (L) neuron lanes; a lane takes one activation per cycle and
-  multiplies it with the unit's `filters_per_unit` filters. Filters (output channels) of a conv
-  group go in passes of F = units * filters_per_unit; groups run one after another; every unit
-  sees the same activations.
+  multiplies it with the unit's `filters_per_unit` filters (units x lanes x filters_per_unit
+  multipliers). Filters (output channels) of a conv group go in passes of
+  F = units * filters_per_unit; groups run one after another; every unit sees the same
+  activations.
 - Conv: per output position (a window), the valid taps (ky, kx) in row-major order (taps in the
-  zero padding are skipped by the address generator in every mode), each split into bricks of
-  `brick_size` consecutive input channels of the group. FC: one window, bricks of inputs.
-- Brick i of a window goes to lane i mod L; bricks go in groups of L; a group takes
-  max(1, max lane cost) cycles; brick cost = its non-zeros under act_mode "skip" (zero-free
-  format), else its width.
+  zero padding are skipped by the address generator in every mode). FC: one tap of F_in channels.
+- Dealing (pack_taps=False, the default, DaDianNao's and Cnvlutin's organisation): a tap's C_g
+  channels are cut into L slices of ceil(C_g / L) consecutive channels, slice l for lane l, each
+  slice into bricks of `brick_size`; brick group j holds brick j of every lane's slice, so a
+  group never mixes taps. With zeros processed this is DaDianNao's one brick of L channels per
+  cycle: ceil(C_g / L) cycles per tap. pack_taps=True deals the window's bricks (brick_size
+  consecutive channels of a tap) round robin over the lanes across taps (brick i to lane i mod L).
+- A group takes max(1, max lane cost) cycles; brick cost = its non-zeros under act_mode "skip"
+  (zero-free format), else its width.
 - Weights are dense: weight_mode "gate" keeps every cycle and only saves MAC energy on zero
   weights; "skip" is not supported by this array.
 
-The kernel is proven equal to the per-cycle model in accelsim.cnvlutin_reference by the tests.
+The kernel is proven equal to the per-cycle model in accelsim.dataflows.cnvlutin.reference by the tests.
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ WEIGHT_MODES = ("gate", "none")
 WEIGHT_SKIP_ERROR = "cnvlutin does not skip zero weights (set sparsity.weights to gate or none)"
 
 # Column order of the kernel's per-sample counter array.
-_K_CYCLES, _K_BUSY, _K_TAIL, _K_MAC, _K_WREAD, _K_AREAD = range(6)
-_NK = 6
+_K_CYCLES, _K_BUSY, _K_TAIL, _K_MAC, _K_WREAD, _K_AREAD, _K_EMPTY = range(7)
+_NK = 7
 
 
 @dataclass(frozen=True)
@@ -108,8 +114,11 @@ def conv_shape(layer: LayerRecord) -> ConvShape:
     return cs
 
 
-def check_config(units, lanes, filters_per_unit, brick_size, act_mode, weight_mode) -> None:
+def check_config(units, lanes, filters_per_unit, brick_size, act_mode, weight_mode,
+                 pack_taps=False) -> None:
     """One-line errors for an impossible Cnvlutin configuration."""
+    if not isinstance(pack_taps, (bool, np.bool_)):
+        raise AccelsimError(f"cnvlutin.pack_taps must be true or false, got {pack_taps!r}")
     for name, v in (("units", units), ("lanes", lanes), ("filters_per_unit", filters_per_unit),
                     ("brick_size", brick_size)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -135,6 +144,7 @@ def simulate_cnvlutin(
     brick_size: int,
     act_mode: str,
     weight_mode: str,
+    pack_taps: bool = False,
     functional: bool = True,
     samples: int | None = None,
 ) -> DataflowResult:
@@ -143,7 +153,7 @@ def simulate_cnvlutin(
     With functional=True the outputs of the first S_out samples (S_out = rows of the recorded
     outputs, 0 if none) are accumulated from exactly the (activation, weight) pairs processed.
     """
-    check_config(units, lanes, filters_per_unit, brick_size, act_mode, weight_mode)
+    check_config(units, lanes, filters_per_unit, brick_size, act_mode, weight_mode, pack_taps)
     cs = conv_shape(layer)
     batch = layer.inputs
     s_total = batch.num_samples
@@ -165,7 +175,7 @@ def simulate_cnvlutin(
     geo = np.array([cs.C, cs.H, cs.W, cs.M, cs.OH, cs.OW, cs.KH, cs.KW, cs.sy, cs.sx,
                     cs.py, cs.px, cs.dy, cs.dx, cs.groups], dtype=np.int64)
     cfg = np.array([units, lanes, filters_per_unit, brick_size, ACT_MODES.index(act_mode),
-                    int(weight_mode == "gate")], dtype=np.int64)
+                    int(weight_mode == "gate"), int(bool(pack_taps))], dtype=np.int64)
     per_sample = np.zeros((s_total, _NK), dtype=np.int64)
     outputs = np.zeros((s_out, cs.M, cs.OH, cs.OW), dtype=np.float32)
     _cnvlutin_kernel(indptr, indices, values, weight, wcount, bias, geo, cfg, s_out, per_sample,
@@ -174,11 +184,14 @@ def simulate_cnvlutin(
     cycles = per_sample[:, _K_CYCLES].copy()
     total = per_sample.sum(axis=0)
     n_out = cs.M * cs.OH * cs.OW
+    pe_cycle = int(total[_K_CYCLES]) * units * lanes
     counters = {
         "cycles": int(total[_K_CYCLES]),
         "busy_pe_cycles": int(total[_K_BUSY]),
         "starve_pe_cycles": 0,
         "tail_pe_cycles": int(total[_K_TAIL]),
+        # lanes of units that hold no filter in a short last pass: the rest of the PE-cycles
+        "empty_pe_cycles": int(total[_K_EMPTY]),
         "stall_cycles": 0,
         "padding_entries": 0,
         "mac": int(total[_K_MAC]),
@@ -186,7 +199,7 @@ def simulate_cnvlutin(
         "act_read": int(total[_K_AREAD]),
         "act_write": n_out * s_total,
         "nzd": n_out * s_total,
-        "pe_cycle": int(total[_K_CYCLES]) * units * lanes,
+        "pe_cycle": pe_cycle,
     }
     f = units * filters_per_unit
     extra = {"passes_per_group": -(-cs.mg // f), "windows": cs.OH * cs.OW, "samples": s_total}
@@ -209,42 +222,78 @@ def _cnvlutin_kernel(indptr, indices, values, weight, wcount, bias, geo, cfg, s_
     C, H, W, M, OH, OW, KH, KW, sy, sx, py, px, dy, dx, groups = (
         geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7], geo[8], geo[9],
         geo[10], geo[11], geo[12], geo[13], geo[14])
-    units, L, fpu, B, act_mode, wgate = cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5]
+    units, L, fpu, B, act_mode, wgate, pack = (cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5],
+                                               cfg[6])
     cg = C // groups
     mg = M // groups
-    nb = (cg + B - 1) // B
+    nb = (cg + B - 1) // B  # bricks of a tap (packed dealing)
+    sl = (cg + L - 1) // L  # channels of a tap per lane (sliced dealing)
+    nbl = (sl + B - 1) // B  # bricks per lane per tap (sliced dealing)
     F = units * fpu
     passes = (mg + F - 1) // F
+    # per pass: units holding at least one filter, and filters present
+    act_units = 0  # sum over passes
+    for p in range(passes):
+        left = mg - p * F
+        act_units += min(units, (left + fpu - 1) // fpu)
     S = per_sample.shape[0]
     for s in prange(S):
         x = np.zeros(C * H * W, dtype=np.float32)
         for j in range(indptr[s], indptr[s + 1]):
             x[indices[j]] = values[j]
         acc = np.zeros(M * OH * OW, dtype=np.float64)
-        cost = np.zeros((H, W, nb), dtype=np.int64)
+        cost = np.zeros((H, W, nb), dtype=np.int64)  # packed: brick costs per position
+        tcyc = np.zeros((H, W), dtype=np.int64)  # sliced: brick-group cycles of a tap
+        tcost = np.zeros((H, W), dtype=np.int64)  # cost (processed entries) of a tap
         cycles = 0
         busy = 0
         tail = 0
         mac = 0
         wread = 0
         aread = 0
+        empty = 0
         for g in range(groups):
-            # brick costs of this group's channels at every input position
             for iy in range(H):
                 for ix in range(W):
-                    for b in range(nb):
-                        c0 = b * B
-                        c1 = min(c0 + B, cg)
-                        if act_mode == 0:
-                            nz = 0
-                            for c in range(c0, c1):
-                                if x[((g * cg + c) * H + iy) * W + ix] != 0.0:
-                                    nz += 1
+                    base = (g * cg * H + iy) * W + ix
+                    if pack == 1:
+                        tc = 0
+                        for b in range(nb):
+                            c0 = b * B
+                            c1 = min(c0 + B, cg)
+                            nz = c1 - c0
+                            if act_mode == 0:
+                                nz = 0
+                                for c in range(c0, c1):
+                                    if x[base + c * H * W] != 0.0:
+                                        nz += 1
                             cost[iy, ix, b] = nz
-                        else:
-                            cost[iy, ix, b] = c1 - c0
+                            tc += nz
+                        tcost[iy, ix] = tc
+                    else:
+                        tc = 0
+                        cyc = 0
+                        for j in range(nbl):
+                            gmax = 0
+                            for lane in range(L):
+                                c0 = lane * sl + j * B
+                                c1 = min(c0 + B, (lane + 1) * sl, cg)
+                                if c0 >= c1:
+                                    continue
+                                nz = c1 - c0
+                                if act_mode == 0:
+                                    nz = 0
+                                    for c in range(c0, c1):
+                                        if x[base + c * H * W] != 0.0:
+                                            nz += 1
+                                tc += nz
+                                if nz > gmax:
+                                    gmax = nz
+                            cyc += max(gmax, 1)
+                        tcyc[iy, ix] = cyc
+                        tcost[iy, ix] = tc
             gcycles = 0  # sum over windows of brick-group cycles
-            gcost = 0  # sum over windows of brick costs
+            gcost = 0  # sum over windows of brick costs (processed entries)
             for oy in range(OH):
                 for ox in range(OW):
                     pos = 0
@@ -257,16 +306,19 @@ def _cnvlutin_kernel(indptr, indices, values, weight, wcount, bias, geo, cfg, s_
                             ix = ox * sx - px + kx * dx
                             if ix < 0 or ix >= W:
                                 continue
-                            for b in range(nb):
-                                cb = cost[iy, ix, b]
-                                gcost += cb
-                                if cb > gmax:
-                                    gmax = cb
-                                pos += 1
-                                if pos == L:
-                                    gcycles += max(gmax, 1)
-                                    pos = 0
-                                    gmax = 0
+                            gcost += tcost[iy, ix]
+                            if pack == 1:
+                                for b in range(nb):
+                                    cb = cost[iy, ix, b]
+                                    if cb > gmax:
+                                        gmax = cb
+                                    pos += 1
+                                    if pos == L:
+                                        gcycles += max(gmax, 1)
+                                        pos = 0
+                                        gmax = 0
+                            else:
+                                gcycles += tcyc[iy, ix]
                             # events and functional result of the processed activations
                             for c in range(cg):
                                 a = x[((g * cg + c) * H + iy) * W + ix]
@@ -284,8 +336,9 @@ def _cnvlutin_kernel(indptr, indices, values, weight, wcount, bias, geo, cfg, s_
                     if pos > 0:
                         gcycles += max(gmax, 1)
             cycles += passes * gcycles
-            busy += passes * units * gcost
-            tail += passes * units * (gcycles * L - gcost)
+            busy += act_units * gcost
+            tail += act_units * (gcycles * L - gcost)
+            empty += (passes * units - act_units) * gcycles * L
             aread += passes * gcost
             wread += mg * gcost
         per_sample[s, 0] = cycles
@@ -294,6 +347,7 @@ def _cnvlutin_kernel(indptr, indices, values, weight, wcount, bias, geo, cfg, s_
         per_sample[s, 3] = mac
         per_sample[s, 4] = wread
         per_sample[s, 5] = aread
+        per_sample[s, 6] = empty
         if s < s_out:
             for m in range(M):
                 for o in range(OH * OW):

@@ -358,6 +358,7 @@ def simulate_eie(
         "stall_cycles": int(per[:, 2].sum()),
         "starve_pe_cycles": int(per[:, 3].sum()),
         "tail_pe_cycles": int(per[:, 4].sum()),
+        "empty_pe_cycles": 0,  # every PE takes every broadcast: idle time is starve or tail
         "padding_entries": int(per[:, 6].sum()),
         "mac": int(mac.sum()),
         "weight_read": int(per[:, 5].sum()),

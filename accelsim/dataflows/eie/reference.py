@@ -103,8 +103,8 @@ def simulate_eie_reference(
     n_in = dense.shape[1]
     n_out = int(np.prod(layer.geometry.out_shape))
     totals = {k: 0 for k in (
-        "cycles", "busy_pe_cycles", "starve_pe_cycles", "tail_pe_cycles", "stall_cycles",
-        "padding_entries", "mac", "weight_read", "pointer_read", "act_read", "act_write",
+        "cycles", "busy_pe_cycles", "starve_pe_cycles", "tail_pe_cycles", "empty_pe_cycles",
+        "stall_cycles", "padding_entries", "mac", "weight_read", "pointer_read", "act_read", "act_write",
         "fifo_push", "fifo_pop", "nzd", "pe_cycle")}
     cycles = []
     outputs = np.zeros((dense.shape[0], lay.m, lay.oh, lay.ow), dtype=np.float64)
