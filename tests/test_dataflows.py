@@ -87,7 +87,7 @@ def _random_layer(rng, kind, samples=2):
 @pytest.mark.parametrize("preset", ["eie64", "cnvlutin"])
 def test_utilisation_never_exceeds_one_and_pe_cycles_add_up(preset):
     """utilisation = effective MACs / (peak MACs per cycle x cycles) <= 1 on every array, in every
-    mode, at every size; busy + starve + tail PE-cycles = units x compute cycles."""
+    mode, at every size; busy + starve + tail + empty PE-cycles = units x compute cycles."""
     from accelsim.energy import load_energy_table
     from accelsim.simulate import Variant, simulate_layer
     from accelsim.traces.info import layer_stats
@@ -113,7 +113,8 @@ def test_utilisation_never_exceeds_one_and_pe_cycles_add_up(preset):
                     if row["cycles"]:
                         assert row["utilisation"] == pytest.approx(
                             row["effective_macs"] / (peak * row["cycles"]))
-                    pe = row["busy_pe_cycles"] + row["starve_pe_cycles"] + row["tail_pe_cycles"]
+                    pe = (row["busy_pe_cycles"] + row["starve_pe_cycles"] + row["tail_pe_cycles"]
+                          + row["empty_pe_cycles"])
                     assert pe == pytest.approx(row["units"] * row["compute_cycles"])
 
 
