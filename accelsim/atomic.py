@@ -71,15 +71,16 @@ def check_output_file(path: str | Path, suffixes: Iterable[str] | None = None, *
     None accepts any name. The path must not be a directory or a special file (a device, a
     pipe: renaming over it would replace the node), its parent must be an existing directory
     where a file can be created."""
+    raw = os.fspath(path)
     path = Path(path)
     where = _where(path, option)
+    if raw.endswith(os.sep) or path.name in ("", ".", ".."):
+        raise AccelsimError(f"{where}: names a directory, not a {kind} file")
     if suffixes is not None:
         suffixes = tuple(suffixes)
         if not any(str(path).lower().endswith(s) for s in suffixes):
             raise AccelsimError(f"{where}: unknown {kind} format '{path.suffix}' "
                                 f"(use {', '.join(suffixes)})")
-    if str(path).endswith(os.sep) or path.name in ("", ".", ".."):
-        raise AccelsimError(f"{where}: names a directory, not a {kind} file")
     found, st = _nearest_existing(path, where)
     if found == path:
         if stat.S_ISDIR(st.st_mode):
@@ -128,16 +129,63 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+STALE_AFTER_S = 60.0  # a temp file this old whose writer process is gone is debris
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Remove the temp files ".NAME.PID.XXXX.tmp" that killed writers of `path` left behind:
+    those whose writer process no longer exists and that are older than STALE_AFTER_S (a live
+    concurrent writer's temp file is never touched). Returns what was removed."""
+    import time
+
+    path = Path(path)
+    head = f".{path.name}."
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(head) and name.endswith(".tmp")):
+            continue
+        pid = name[len(head):].split(".", 1)[0]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_AFTER_S:
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None], *, fsync: bool = True) -> Path:
     """Call write(tmp_path), flush it to disk, then rename it to `path`.
 
     The temp file sits beside the target (same file system, so the rename is atomic) under a
-    hidden name ".NAME.XXXX.tmp" (writers that pick a format from the name must be told it).
-    An OSError anywhere (full disk, read-only file system, parent not a directory) becomes one
-    AccelsimError line naming `path`; the temp file is removed on every failure."""
+    hidden name ".NAME.PID.XXXX.tmp" (writers that pick a format from the name must be told
+    it); temp files of earlier writers that were killed are removed first. An OSError anywhere
+    (full disk, read-only file system, parent not a directory) becomes one AccelsimError line
+    naming `path`; the temp file is removed on every failure."""
     path = Path(path)
+    remove_stale_temps(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                   dir=path.parent)
     except OSError as exc:
         raise AccelsimError(f"{path}: cannot write ({os_reason(exc)})") from None
     os.close(fd)

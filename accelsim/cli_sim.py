@@ -36,12 +36,16 @@ def _simulate(traces: list[str], arch_spec: str, overrides: list[str], energy_sp
     return to_frame(rows)
 
 
+PROGRESS_DELAY_S = 1.0  # runs shorter than this show no progress line
+
+
 class _LazyProgress:
     """A progress line that appears only once a run has taken more than a second, and only on
     a terminal (in a log file a transient line would end as a blank line before any error)."""
 
-    def __init__(self, title: str, delay_s: float = 1.0):
-        self.title, self.delay_s = title, delay_s
+    def __init__(self, title: str, delay_s: float | None = None):
+        self.title = title
+        self.delay_s = PROGRESS_DELAY_S if delay_s is None else delay_s
         self.start = time.monotonic()
         self.progress = None
         self.task = None

@@ -64,9 +64,11 @@ def _numeric(frame: pd.DataFrame, col: str, where: str) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raw = frame[col].iloc[i]
-        what = "not a finite number >= 0" if isinstance(raw, (int, float, np.number)) else "not a number"
-        raise AccelsimError(f"{where}: column {col!r} row {i + 1} holds {visible(repr(raw))} "
-                            f"({what})")
+        if isinstance(raw, (int, float, np.number)):
+            shown, what = f"{float(raw):g}", "not a finite number >= 0"
+        else:
+            shown, what = visible(repr(str(raw))), "not a number"
+        raise AccelsimError(f"{where}: column {col!r} row {i + 1} holds {shown} ({what})")
     return values
 
 

@@ -90,14 +90,16 @@ def sweep_group() -> None:
 @click.option("--layer", "layers", multiple=True,
               help="Masked layer to sweep (repeatable); default: every masked layer.")
 @click.option("--rates", default="0.05:1:0.05", show_default=True,
-              help="Winner rates: start:stop:step (stop included) or a comma list.")
+              help="Winner rates in (0, 1]: start:stop:step (stop included) or a comma list; "
+                   f"at most {O.MAX_SWEEP_POINTS} values.")
 def winner_rates_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot,
                      no_progress, layers, rates):
     """Accuracy and MAC % vs one layer's top-k winner rate, layer by layer (Fig. 8)."""
-    from accelsim.analysis.figures import plot_winner_rates
-    from accelsim.analysis.sweeps import parse_rates, select_groups, winner_rate_sweep
+    rate_list = O.parse_rates(rates)  # before the torch import below: a bad list fails fast
 
-    rate_list = parse_rates(rates)
+    from accelsim.analysis.figures import plot_winner_rates
+    from accelsim.analysis.sweeps import select_groups, winner_rate_sweep
+
     model, info, val, tf = _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out,
                                   plot, check=lambda m: select_groups(m, layers))
     frame = winner_rate_sweep(model, val, tf, rate_list, layers, batch_size=batch_size,
@@ -141,16 +143,18 @@ def _read_rates_json(text: str) -> dict:
 @sweep_group.command("eps")
 @_common
 @click.option("--eps", "eps_text", default="0.01,0.02,0.05,0.1,0.2,0.5,1", show_default=True,
-              help="Subsample rates in (0, 1]: comma list or start:stop:step.")
+              help="Subsample rates in (0, 1]: comma list or start:stop:step; "
+                   f"at most {O.MAX_SWEEP_POINTS} values.")
 @click.option("--winner-rates", "winner_rates", default=None,
               help="JSON file or object {layer: rate}; default: the checkpoint's top-k masks.")
 def eps_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot, no_progress,
             eps_text, winner_rates):
     """Accuracy and kept activations vs threshold-prediction subsample rate (Fig. 9)."""
-    from accelsim.analysis.figures import plot_eps
-    from accelsim.analysis.sweeps import dynamic_groups, eps_sweep, parse_values
+    eps_values = O.parse_values(eps_text, "--eps", low=0.0, high=1.0, low_open=True)
 
-    eps_values = parse_values(eps_text, "--eps", low=0.0, high=1.0, low_open=True)
+    from accelsim.analysis.figures import plot_eps
+    from accelsim.analysis.sweeps import dynamic_groups, eps_sweep
+
     rates = _read_rates_json(winner_rates) if winner_rates else None
     model, info, val, tf = _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out,
                                   plot, check=lambda m: dynamic_groups(m, rates))
@@ -164,14 +168,16 @@ def eps_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot, 
 @sweep_group.command("static-vs-dynamic")
 @_common
 @click.option("--thresholds", default="0.07:0.14:0.01", show_default=True,
-              help="Static thresholds theta >= 0: comma list or start:stop:step.")
+              help="Static thresholds theta >= 0: comma list or start:stop:step; "
+                   f"at most {O.MAX_SWEEP_POINTS} values.")
 def static_vs_dynamic_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot,
                           no_progress, thresholds):
     """Static threshold masks vs dynamic top-k at the same per-layer densities (Fig. 7)."""
-    from accelsim.analysis.figures import plot_static_vs_dynamic
-    from accelsim.analysis.sweeps import parse_values, static_vs_dynamic
+    values = O.parse_values(thresholds, "--thresholds", low=0.0, high=None)
 
-    values = parse_values(thresholds, "--thresholds", low=0.0, high=None)
+    from accelsim.analysis.figures import plot_static_vs_dynamic
+    from accelsim.analysis.sweeps import static_vs_dynamic
+
     model, info, val, tf = _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out,
                                   plot)
     frame = static_vs_dynamic(model, val, tf, values, batch_size=batch_size,

@@ -10,7 +10,6 @@ non-zero weight x non-zero activation pairs each sample really meets (see MacCou
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from accelsim.cli_options import MAX_SWEEP_POINTS
+from accelsim.cli_options import parse_rates, parse_values  # noqa: F401 (kept in this API)
 from accelsim.errors import AccelsimError
 
 __all__ = [
@@ -39,57 +38,6 @@ __all__ = [
     "static_vs_dynamic",
     "write_csv",
 ]
-
-_TOL = 1e-9
-
-
-# ---- option parsing -------------------------------------------------------------------------
-def parse_values(text: str, option: str, *, low: float, high: float | None,
-                 low_open: bool = False) -> list[float]:
-    """Sorted unique numbers from "start:stop:step" (stop included within float tolerance) or a
-    comma list; each must lie in [low, high] ((low, high] with low_open)."""
-    text = (text or "").strip()
-    syntax = (f"{option}: bad value {text!r}; expected start:stop:step (e.g. 0.05:1:0.05) "
-              "or a comma list")
-    try:
-        if ":" in text:
-            parts = [float(p) for p in text.split(":")]
-            if len(parts) != 3:
-                raise ValueError
-            start, stop, step = parts
-            if not all(math.isfinite(p) for p in parts):
-                raise ValueError
-            if step <= 0:
-                raise AccelsimError(f"{option}: step must be > 0 in {text!r}")
-            if stop < start:
-                raise AccelsimError(f"{option}: stop {stop} is below start {start} in {text!r}")
-            count = math.floor((stop - start) / step + 1e-6) + 1
-            if count > MAX_SWEEP_POINTS:  # refuse before building the list
-                raise AccelsimError(f"{option}: {text!r} gives {count} values; at most "
-                                    f"{MAX_SWEEP_POINTS} per sweep")
-            values = [round(start + i * step, 10) for i in range(count)]
-        else:
-            values = [float(p) for p in text.split(",") if p.strip() != ""]
-            if not values:
-                raise ValueError
-            if len(values) > MAX_SWEEP_POINTS:
-                raise AccelsimError(f"{option}: {len(values)} values; at most {MAX_SWEEP_POINTS} "
-                                    "per sweep")
-    except ValueError:
-        raise AccelsimError(syntax) from None
-    for v in values:
-        bad_low = v <= low if low_open else v < low
-        if not math.isfinite(v) or bad_low or (high is not None and v > high + _TOL):
-            rng = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}"
-            rng += "]" if high is not None else ")"
-            raise AccelsimError(f"{option}: value {v} out of range {rng} in {text!r}")
-    return sorted({min(v, high) if high is not None else v for v in values})
-
-
-def parse_rates(text: str, option: str = "--rates") -> list[float]:
-    """Winner rates in (0, 1]: "0.05:1:0.05" (0.05, 0.10, ..., 1.0) or "0.1,0.5,1"."""
-    return parse_values(text, option, low=0.0, high=1.0, low_open=True)
-
 
 # ---- data -----------------------------------------------------------------------------------
 def validation_set(dataset: str, val_size: int = 5000, seed: int = 0, data_dir=None,
