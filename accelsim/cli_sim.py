@@ -18,22 +18,12 @@ from accelsim.plaintext import rich_text, visible
 
 def _simulate(traces: list[str], arch_spec: str, overrides: list[str], energy_spec: str | None):
     """Run every trace on the architecture (and its dense baseline); returns the report frame."""
-    from accelsim.arch import load_arch
-    from accelsim.energy import load_energy_table
-    from accelsim.report import to_frame
-    from accelsim.simulate import simulate_trace
+    from accelsim.api import resolve, simulate, trace_list
 
-    arch = load_arch(arch_spec, overrides)
-    energy = load_energy_table(energy_spec or arch.energy.table)
-    for t in traces:
-        if not Path(t).is_file():
-            raise AccelsimError(f"{t}: trace file not found")
-    rows: list[dict] = []
-    with _LazyProgress(f"simulating on {arch.arch.name}") as progress:
-        for t in traces:
-            rows += simulate_trace(t, arch, energy, on_layer=progress.advance,
-                                   source=arch_spec, overrides=overrides)
-    return to_frame(rows)
+    config = resolve(arch_spec, overrides, energy_spec)[0]  # fail on a bad arch before a trace
+    trace_list(traces)
+    with _LazyProgress(f"simulating on {config.arch.name}") as progress:
+        return simulate(traces, arch_spec, overrides, energy_spec, progress=progress.advance)
 
 
 PROGRESS_DELAY_S = 1.0  # runs shorter than this show no progress line
