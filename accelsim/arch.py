@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -50,7 +48,7 @@ class TopkSection:
 
     scheme: str = "bitonic"
     comparators: int = bounded(64, 1, 1 << 20)
-    value_bits: int = bounded(16, 1, 64)
+    value_bits: int = bounded(16, 1, 32)  # radix keys: the top bits of a float32 magnitude
     radix_bits: int = bounded(4, 1, 16)
 
 
@@ -77,11 +75,6 @@ class _ArchMethods:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """{section: {key: value}}: writes back as an equivalent TOML file."""
         return dataclasses.asdict(self)
-
-    def fingerprint(self) -> str:
-        """sha256 of the canonical JSON form: the architecture part of a result-cache key."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
 
     def with_sparsity(self, activations: str, weights: str):
         """Same array, other skip/gate switches; ("none", "none") is the dense baseline."""

@@ -7,6 +7,7 @@ own job. Nothing here names a dataflow.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -79,8 +80,13 @@ def simulate_layer(
     energy: EnergyTable,
     layer_stats: dict,
     producer_cycles: np.ndarray | None = None,
+    mask_shared: bool = False,
 ) -> tuple[dict, np.ndarray]:
-    """One row of the report: a layer of a trace on one variant of the array."""
+    """One row of the report: a layer of a trace on one variant of the array.
+
+    mask_shared: the layer's input mask was already computed by the top-k unit for an earlier
+    consumer (a residual block's conv and its shortcut read one mask): nothing is charged again.
+    """
     arch = variant.arch
     functional = variant.label == "sparse"
     result = run_dataflow(layer, arch, functional=functional)
@@ -91,9 +97,10 @@ def simulate_layer(
 
     # Top-k unit: only where the trace says a dynamic mask produced this layer's input, and only
     # on the array that exploits it (the dense baseline has no masking hardware).
-    topk = {"topk_latency": 0.0, "topk_exposed_cycles": 0.0, "topk_mismatches": 0.0, "topk_kept": 0.0}
+    topk = {"topk_latency": 0.0, "topk_exposed_cycles": 0.0, "topk_mismatches": 0.0, "topk_kept": 0.0,
+            "topk_shared": float(mask_shared and has_dynamic_mask(layer))}
     topk_exposed_total = 0
-    if variant.label == "sparse" and layer.act_mask is not None and layer.premask is not None:
+    if variant.label == "sparse" and has_dynamic_mask(layer) and not mask_shared:
         from accelsim.topk import simulate_topk
 
         t = arch.topk
@@ -112,6 +119,7 @@ def simulate_layer(
             "topk_exposed_cycles": topk_exposed_total / samples,
             "topk_mismatches": float(np.sum(tk.mismatches)) / samples,
             "topk_kept": float(np.sum(tk.kept)) / samples,
+            "topk_shared": 0.0,
         }
 
     compute_cycles = int(np.sum(result.cycles))
@@ -167,6 +175,21 @@ def simulate_layer(
     return row, result.cycles
 
 
+def has_dynamic_mask(layer: LayerRecord) -> bool:
+    return layer.act_mask is not None and layer.premask is not None
+
+
+def mask_digest(layer: LayerRecord) -> str:
+    """Identity of a layer's input mask (pre-mask values, winners, parameters): two layers with
+    the same digest read the same mask."""
+    h = hashlib.blake2b(digest_size=16)
+    for batch in (layer.premask, layer.act_mask):
+        for part in (batch.shape, batch.indptr, batch.indices, batch.values):
+            h.update(repr(part).encode() if not isinstance(part, np.ndarray) else part.tobytes())
+    h.update(repr(layer.mask_params).encode())
+    return h.hexdigest()
+
+
 def simulate_trace(
     path: str | Path,
     arch,
@@ -191,12 +214,19 @@ def simulate_trace(
     provenance = run_columns(arch, energy, source, overrides)
     plans = variants_for(arch)
     previous: dict[str, np.ndarray | None] = {v.label: None for v in plans}
+    masks_seen: set[str] = set()
     for index in range(len(trace)):
         layer = trace.layer(index)
         stats = layer_stats(layer)
+        shared = False
+        if has_dynamic_mask(layer):
+            digest = mask_digest(layer)
+            shared = digest in masks_seen
+            masks_seen.add(digest)
         for variant in plans:
             # A streaming top-k unit works while the previous layer produces its outputs.
-            row, cycles = simulate_layer(name, layer, variant, energy, stats, previous[variant.label])
+            row, cycles = simulate_layer(name, layer, variant, energy, stats, previous[variant.label],
+                                         mask_shared=shared)
             previous[variant.label] = cycles
             row["model"] = meta.get("model")
             row["method"] = meta.get("method")

@@ -3,8 +3,8 @@
 It sits wherever a trace says a dynamic mask produced a layer's input (LayerRecord.premask,
 .act_mask, .mask_params). For each sample it recomputes the mask from the recorded pre-mask
 activations, compares it with the trace's mask (mismatches), and reports latency, the cycles it
-delays the next layer (exposed), and comparisons (energy). Cost models: docs/topk-unit.md and
-/work/shared/reference/hardware.md ("Top-k / selection unit cost models"); n = elements per
+delays the next layer (exposed), and comparisons (energy). Cost models: docs/hardware-model.md
+("Hardware top-k unit"); n = elements per
 sample, k = winners, P = comparators.
 
 - "bitonic": N' = 2^m >= n; m(m+1)/2 stages of N'/2 compare-exchanges on P comparators.
@@ -17,8 +17,12 @@ sample, k = winners, P = comparators.
   (barrier on the subsample), then n compares against theta that stream with the next layer's
   broadcast. Not exact.
 
-The two *_reference functions at the end simulate the bitonic network and the insertion unit
-step by step; the tests use them to prove the closed forms.
+The unit's mask comes from the scheme's own machine, run step by step on every sample
+(accelsim.selection): the bitonic network, the k-cell insertion sorter, radix select on
+value_bits-bit keys (the top bits of the float32 magnitude; 32 bits is exact, fewer bits tie
+near-equal values and the lower index wins); the threshold scheme finds theta with the bitonic
+network on the subsample. The *_reference functions at the end are the plain-Python versions of
+those machines; the tests prove the machines and the closed-form costs against them.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 
 from accelsim import maskfn
 from accelsim.errors import AccelsimError
+from accelsim.selection import select_threshold, select_topk
 from accelsim.traces.schema import LayerRecord, MaskParams, SparseBatch
 
 SCHEMES = ("bitonic", "insertion", "radix", "threshold")
@@ -136,30 +141,37 @@ def simulate_topk(
         k = trace_kept
     eps = params.eps if params.eps is not None else DEFAULT_EPS
 
-    # functional: which mask does the unit compute?
+    # functional: which mask does the unit compute? An exact unit computes what the trace says;
+    # the threshold unit predicts. Either way the mask comes from the scheme's own machine.
     if EXACT[scheme]:
-        mask_scheme = params.scheme  # an exact unit computes what the trace says
+        mask_scheme = params.scheme
     else:
         static = params.scheme == "static-threshold"
         mask_scheme = "static-threshold" if static else "threshold-prediction"
+    machine = "bitonic" if scheme == "threshold" else scheme  # threshold selects with bitonic
+    key_bits = min(int(value_bits), 32)
     mismatches = np.zeros(s, np.int64)
     kept = np.zeros(s, np.int64)
     theta = np.zeros(s, np.float32) if scheme == "threshold" else None
     chunk = max(1, _CHUNK_ELEMENTS // max(n, 1))
     for lo in range(0, s, chunk):
         hi = min(s, lo + chunk)
-        a = _dense_rows(premask, lo, hi)
+        absa = np.abs(_dense_rows(premask, lo, hi))
+        if not np.isfinite(absa).all():
+            raise AccelsimError(f"{where}: pre-mask activations contain NaN or Inf")
         want = _dense_rows(act_mask, lo, hi) != 0
         if mask_scheme == "topk":
-            got = maskfn.topk_mask(a, params.winner_rate)
-        elif mask_scheme == "threshold-prediction":
-            got, th = maskfn.threshold_prediction_mask(a, params.winner_rate, eps)
+            got = select_topk(absa, k[lo:hi], machine, key_bits, radix_bits)
+        else:
+            if mask_scheme == "threshold-prediction":
+                sub = np.ascontiguousarray(absa[:, :: maskfn.subsample_stride(eps)])
+                k_s = maskfn.kept_count(sub.shape[1], params.winner_rate)
+                th = select_threshold(sub, k_s, machine, key_bits, radix_bits)
+            else:
+                th = np.full(hi - lo, np.float32(params.threshold), dtype=np.float32)
+            got = absa > th[:, None]
             if theta is not None:
                 theta[lo:hi] = th
-        else:
-            got = maskfn.static_threshold_mask(a, params.threshold)
-            if theta is not None:
-                theta[lo:hi] = np.float32(params.threshold)
         mismatches[lo:hi] = np.count_nonzero(got != want, axis=1)
         kept[lo:hi] = np.count_nonzero(got, axis=1)
 
@@ -237,13 +249,10 @@ def _mask_inputs(layer: LayerRecord) -> tuple[SparseBatch, SparseBatch, MaskPara
 
 def _dense_rows(batch: SparseBatch, lo: int, hi: int) -> np.ndarray:
     """(hi-lo, n) float32 of samples lo..hi-1 (1.0 at listed positions for a position set)."""
-    n = batch.size
-    out = np.zeros((hi - lo, n), dtype=np.float32)
     a, b = int(batch.indptr[lo]), int(batch.indptr[hi])
-    rows = np.repeat(np.arange(hi - lo), np.diff(batch.indptr[lo : hi + 1]))
-    vals = np.float32(1.0) if batch.values is None else batch.values[a:b]
-    out[rows, batch.indices[a:b].astype(np.int64)] = vals
-    return out
+    values = None if batch.values is None else batch.values[a:b]
+    part = SparseBatch(batch.shape, batch.indptr[lo : hi + 1] - a, batch.indices[a:b], values)
+    return part.to_dense().reshape(hi - lo, -1)
 
 
 # ----------------------------------------------------------------------------- references
@@ -310,3 +319,47 @@ def insertion_unit_reference(values: np.ndarray, k: int, comparators: int) -> di
         cycles += 1
     return {"kept": np.array(sorted(i for _, i in cells), dtype=np.int64), "compares": compares,
             "cycles": cycles}
+
+
+def radix_select_reference(values: np.ndarray, k: int, comparators: int, key_bits: int,
+                           radix_bits: int) -> dict:
+    """Radix select of the k largest |values| on key_bits-bit keys, pass by pass, cycle by cycle.
+
+    Each of ceil(key_bits / radix_bits) passes streams all n values, P per cycle, through the
+    digit counters (an element whose higher digits left it out of the candidates still streams
+    and counts as an update, gated), then scans the 2^r buckets from the top, one per cycle.
+    Candidates left after the last pass share their key; the lowest indices win.
+    Returns kept (sorted indices), updates, cycles.
+    """
+    absa = np.abs(np.asarray(values, dtype=np.float32))
+    keys = [int(b) >> (32 - key_bits) for b in absa.view(np.uint32)]
+    n = len(keys)
+    candidates = list(range(n))
+    kept: list[int] = []
+    remaining = k
+    updates = cycles = 0
+    done_bits = 0
+    while done_bits < key_bits:
+        width = min(radix_bits, key_bits - done_bits)
+        done_bits += width
+        shift = key_bits - done_bits
+        buckets: dict[int, list[int]] = {}
+        for start in range(0, n, comparators):  # one cycle: up to P values into the counters
+            cycles += 1
+            for i in range(start, min(start + comparators, n)):
+                updates += 1
+                if i in candidates:
+                    buckets.setdefault((keys[i] >> shift) & ((1 << width) - 1), []).append(i)
+        chosen = None
+        for digit in range((1 << radix_bits) - 1, -1, -1):  # one bucket per cycle, top first
+            cycles += 1
+            members = buckets.get(digit, [])
+            if chosen is None and remaining > 0:
+                if len(members) >= remaining:
+                    chosen = digit
+                else:
+                    kept += members
+                    remaining -= len(members)
+        candidates = buckets.get(chosen, []) if chosen is not None else []
+    kept += sorted(candidates)[:remaining]
+    return {"kept": np.array(sorted(kept), dtype=np.int64), "updates": updates, "cycles": cycles}

@@ -1,19 +1,61 @@
-"""Hardware top-k unit: reference networks prove the cost formulas; masks checked vs traces."""
+"""Hardware top-k unit: step-by-step references prove the compiled selection machines and the
+cost formulas; the unit's masks are checked against selections written out here, in plain
+Python, independently of accelsim.maskfn and accelsim.selection."""
+
+import math
 
 import numpy as np
 import pytest
 
-from accelsim import maskfn
 from accelsim.errors import AccelsimError
+from accelsim.selection import bitonic_order, insertion_cells, radix_keys, radix_winners
 from accelsim.topk import (
     bitonic_cost,
     bitonic_network_reference,
     insertion_cost,
     insertion_unit_reference,
     radix_cost,
+    radix_select_reference,
     simulate_topk,
 )
 from accelsim.traces.schema import LayerGeometry, LayerRecord, MaskParams, SparseBatch
+
+
+# ---- the mask definitions, written out (docs/hardware-model.md, "Mask definition")
+
+def _k(n, rate):
+    return min(max(math.floor(rate * n + 0.5), 1), n)
+
+
+def _ranked(row):
+    """Indices by |a| descending, the lower index first on a tie."""
+    return sorted(range(len(row)), key=lambda i: (-abs(float(row[i])), i))
+
+
+def _py_topk(pre, rate):
+    mask = np.zeros(pre.shape, bool)
+    for r, row in enumerate(pre):
+        mask[r, _ranked(row)[: _k(len(row), rate)]] = True
+    return mask
+
+
+def _py_theta(pre, rate, eps):
+    stride = max(1, round(1 / eps))
+    out = []
+    for row in pre:
+        sub = sorted((abs(float(v)) for v in row[::stride]), reverse=True)
+        k_s = _k(len(sub), rate)
+        out.append(0.0 if k_s == len(sub) else sub[k_s])
+    return np.array(out, np.float32)
+
+
+def _py_threshold_prediction(pre, rate, eps):
+    theta = _py_theta(pre, rate, eps)
+    return np.abs(pre) > theta[:, None], theta
+
+
+def _py_static(pre, theta):
+    return np.abs(pre) > np.float32(theta)
 
 EXACT_SCHEMES = ("bitonic", "insertion", "radix")
 UNIT = dict(comparators=8, value_bits=16, radix_bits=4)
@@ -87,7 +129,7 @@ def test_cost_formulas_hand_numbers():
 @pytest.mark.parametrize("scheme", EXACT_SCHEMES)
 def test_exact_schemes_reproduce_a_topk_trace(scheme):
     pre = _tied()
-    mask = maskfn.topk_mask(pre, 0.1)
+    mask = _py_topk(pre, 0.1)
     rec = _record(pre, mask, MaskParams("topk", winner_rate=0.1))
     res = simulate_topk(rec, scheme=scheme, **UNIT)
     assert res.exact and res.mismatches.tolist() == [0] * 6
@@ -102,7 +144,7 @@ def test_exact_schemes_reproduce_a_topk_trace(scheme):
 
 def test_insertion_hides_behind_the_producer():
     pre = _tied(s=3)
-    rec = _record(pre, maskfn.topk_mask(pre, 0.1), MaskParams("topk", winner_rate=0.1))
+    rec = _record(pre, _py_topk(pre, 0.1), MaskParams("topk", winner_rate=0.1))
     res = simulate_topk(rec, scheme="insertion", producer_cycles=np.array([0, 5, 1000]), **UNIT)
     assert res.latency.tolist() == [23, 23, 23]
     assert res.exposed.tolist() == [23, 18, 10]  # the drain (k = 10) is never hidden
@@ -110,10 +152,10 @@ def test_insertion_hides_behind_the_producer():
 
 def test_threshold_scheme_measures_mismatches():
     pre = _tied(s=8, n=100, seed=5)
-    mask = maskfn.topk_mask(pre, 0.1)
+    mask = _py_topk(pre, 0.1)
     rec = _record(pre, mask, MaskParams("topk", winner_rate=0.1))
     res = simulate_topk(rec, scheme="threshold", **UNIT)
-    pred, theta = maskfn.threshold_prediction_mask(pre, 0.1, 0.1)
+    pred, theta = _py_threshold_prediction(pre, 0.1, 0.1)
     assert not res.exact and not res.barrier
     assert res.mismatches.tolist() == np.count_nonzero(pred != mask, axis=1).tolist()
     assert res.mismatches.sum() > 0  # with eps = 0.1 the prediction is not exact here
@@ -127,7 +169,7 @@ def test_threshold_scheme_measures_mismatches():
 
 def test_threshold_prediction_trace_is_recomputed_exactly():
     pre = _tied(s=4, n=90, seed=6)
-    mask, _ = maskfn.threshold_prediction_mask(pre, 0.2, 0.25)
+    mask, _ = _py_threshold_prediction(pre, 0.2, 0.25)
     rec = _record(pre, mask, MaskParams("threshold-prediction", winner_rate=0.2, eps=0.25))
     for scheme in ("bitonic", "insertion", "radix", "threshold"):
         res = simulate_topk(rec, scheme=scheme, **UNIT)
@@ -139,7 +181,7 @@ def test_threshold_prediction_trace_is_recomputed_exactly():
 
 def test_static_threshold_trace():
     pre = _tied(s=3, n=50, seed=7)
-    mask = maskfn.static_threshold_mask(pre, 1.0)
+    mask = _py_static(pre, 1.0)
     rec = _record(pre, mask, MaskParams("static-threshold", threshold=1.0))
     res = simulate_topk(rec, scheme="threshold", **UNIT)
     assert res.mismatches.tolist() == [0, 0, 0]
@@ -151,7 +193,7 @@ def test_static_threshold_trace():
 
 def test_a_wrong_trace_mask_is_caught():
     pre = _tied(s=2, n=60, seed=8)
-    mask = maskfn.topk_mask(pre, 0.2)
+    mask = _py_topk(pre, 0.2)
     bad = mask.copy()
     win, lose = np.flatnonzero(bad[1])[0], np.flatnonzero(~bad[1])[0]
     bad[1, win], bad[1, lose] = False, True
@@ -164,10 +206,10 @@ def test_chunked_densify_matches(monkeypatch):
     import accelsim.topk as topk
 
     pre = _tied(s=7, n=40, seed=9)
-    rec = _record(pre, maskfn.topk_mask(pre, 0.3), MaskParams("topk", winner_rate=0.3))
+    rec = _record(pre, _py_topk(pre, 0.3), MaskParams("topk", winner_rate=0.3))
     monkeypatch.setattr(topk, "_CHUNK_ELEMENTS", 50)  # one sample per chunk
     res = simulate_topk(rec, scheme="threshold", **UNIT)
-    pred, _ = maskfn.threshold_prediction_mask(pre, 0.3, 0.1)
+    pred, _ = _py_threshold_prediction(pre, 0.3, 0.1)
     assert res.kept.tolist() == pred.sum(axis=1).tolist()
 
 
@@ -182,7 +224,7 @@ def test_chunked_densify_matches(monkeypatch):
 )
 def test_bad_options(kwargs, msg):
     pre = _tied(s=2, n=20)
-    rec = _record(pre, maskfn.topk_mask(pre, 0.5), MaskParams("topk", winner_rate=0.5))
+    rec = _record(pre, _py_topk(pre, 0.5), MaskParams("topk", winner_rate=0.5))
     args = {**UNIT, **kwargs}
     with pytest.raises(AccelsimError, match=msg):
         simulate_topk(rec, **args)
@@ -216,3 +258,107 @@ def test_zero_mismatches_on_masks_made_by_the_zoo(scheme_params):
         assert res.kept.tolist() == m.sum(axis=1).tolist()
     if scheme_params["scheme"] != "topk":  # the threshold unit reproduces threshold masks too
         assert simulate_topk(rec, scheme="threshold", **UNIT).mismatches.sum() == 0
+
+
+# ---- the compiled machines that decide the unit's masks equal their step-by-step references
+
+def _rows(seed, count=40):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        n = int(rng.integers(1, 70))
+        yield (rng.integers(-5, 6, size=n) * rng.choice([0.25, 1.0, 3.0])).astype(np.float32)
+
+
+def test_bitonic_machine_equals_the_network_reference_and_the_definition():
+    for vals in _rows(11):
+        order = bitonic_order(np.abs(vals))
+        assert order.tolist() == bitonic_network_reference(vals, 4)["order"].tolist()
+        assert order.tolist() == _ranked(vals)
+
+
+def test_insertion_machine_equals_the_cell_reference_and_the_definition():
+    for vals in _rows(12):
+        n = len(vals)
+        for k in sorted({1, 2, n // 3 + 1, n}):
+            kept = sorted(insertion_cells(np.abs(vals), k).tolist())
+            assert kept == insertion_unit_reference(vals, k, 3)["kept"].tolist()
+            assert kept == sorted(_ranked(vals)[:k])
+
+
+@pytest.mark.parametrize("key_bits, radix_bits", [(32, 4), (32, 8), (16, 4), (16, 3), (7, 2)])
+def test_radix_machine_equals_the_pass_reference_and_the_cost_formula(key_bits, radix_bits):
+    for vals in _rows(13 + key_bits + radix_bits, count=25):
+        n = len(vals)
+        keys = radix_keys(np.abs(vals), key_bits)
+        for k in sorted({1, n // 2 + 1, n}):
+            got = np.flatnonzero(radix_winners(keys, k, key_bits, radix_bits)).tolist()
+            ref = radix_select_reference(vals, k, 5, key_bits, radix_bits)
+            assert got == ref["kept"].tolist()
+            # the definition on keys: largest key first, the lower index first on a tie
+            want = sorted(sorted(range(n), key=lambda i: (-int(keys[i]), i))[:k])
+            assert got == want
+            lat, upd = radix_cost(np.array([n]), 5, key_bits, radix_bits)
+            assert (ref["cycles"], ref["updates"]) == (lat[0], upd[0])
+
+
+def test_radix_on_16_bit_keys_ties_near_equal_values_and_says_so():
+    # 1.0 and 1.0000001 share their top 16 bits: the 16-bit unit keeps the lower index
+    pre = np.array([[1.0, 1.0000001, 0.5, 0.25]], np.float32)
+    mask = _py_topk(pre, 0.25)  # exact: index 1 wins
+    rec = _record(pre, mask, MaskParams("topk", winner_rate=0.25))
+    res16 = simulate_topk(rec, scheme="radix", comparators=8, value_bits=16, radix_bits=4)
+    assert res16.mismatches.tolist() == [2] and res16.kept.tolist() == [1]
+    res32 = simulate_topk(rec, scheme="radix", comparators=8, value_bits=32, radix_bits=4)
+    assert res32.mismatches.tolist() == [0]
+
+
+@pytest.mark.parametrize("scheme", EXACT_SCHEMES)
+def test_each_exact_scheme_selects_the_definitions_mask_on_ties(scheme):
+    """Traces whose masks disagree with the definition on exactly one tie show it per scheme."""
+    pre = _tied(s=5, n=77, seed=21)
+    for rate in (0.03, 0.2, 0.5, 1.0):
+        rec = _record(pre, _py_topk(pre, rate), MaskParams("topk", winner_rate=rate))
+        res = simulate_topk(rec, scheme=scheme, comparators=8, value_bits=32, radix_bits=4)
+        assert res.mismatches.tolist() == [0] * 5, (scheme, rate)
+        assert res.kept.tolist() == [_k(77, rate)] * 5
+
+
+def test_a_mask_shared_by_two_consumers_is_charged_once(tmp_path):
+    """A residual block's conv and its shortcut read one mask: the top-k unit computes it once."""
+    from accelsim.arch import load_arch
+    from accelsim.energy import load_energy_table
+    from accelsim.simulate import simulate_trace
+    from accelsim.traces import write_trace
+
+    pre = _tied(s=3, n=40, seed=22)
+    mask = _py_topk(pre, 0.2)
+    params = MaskParams("topk", winner_rate=0.2)
+    rng = np.random.default_rng(0)
+
+    def consumer(name, m, premask=pre):
+        w = rng.standard_normal((m, 40)).astype(np.float32)
+        x = premask * mask
+        return LayerRecord(
+            geometry=LayerGeometry(name, "linear", (40,), (m,)), weight=w, weight_mask=None,
+            bias=None, inputs=SparseBatch.from_dense(x), premask=SparseBatch.from_dense(premask),
+            act_mask=SparseBatch.positions_from_bool(mask), mask_params=params,
+            outputs=(x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32))
+
+    other = pre.copy()
+    other[:, 0] += 100.0  # a different mask's input (same winners are not the same mask)
+    other_mask = _py_topk(other, 0.2)
+    third = consumer("other", 4, other)
+    third.act_mask = SparseBatch.positions_from_bool(other_mask)
+    third.inputs = SparseBatch.from_dense(other * other_mask)
+    third.outputs = ((other * other_mask).astype(np.float64) @ third.weight.T.astype(np.float64)).astype(np.float32)
+    path = tmp_path / "res.trace.safetensors"
+    write_trace(path, {"model": "m", "method": "jp", "dataset": "d"},
+                [consumer("conv", 5), consumer("shortcut", 6), third])
+    arch = load_arch("eie64", ["eie.num_pes=4"])
+    rows = [r for r in simulate_trace(path, arch, load_energy_table()) if r["variant"] == "sparse"]
+    by = {r["layer"]: r for r in rows}
+    assert by["conv"]["events_topk_compare"] > 0 and by["conv"]["topk_shared"] == 0
+    assert by["shortcut"]["events_topk_compare"] == 0 and by["shortcut"]["topk_exposed_cycles"] == 0
+    assert by["shortcut"]["topk_shared"] == 1
+    assert by["other"]["events_topk_compare"] == by["conv"]["events_topk_compare"]
+    assert by["other"]["topk_shared"] == 0
