@@ -32,6 +32,8 @@ class MemoryTraffic:
 def memory_traffic(layer: LayerRecord, arch, cycles_per_sample: np.ndarray) -> MemoryTraffic:
     samples = int(cycles_per_sample.shape[0])
     flow = get(arch.arch.dataflow)
+    if flow.memory is not None:  # the array models its own buffers (e.g. the systolic SRAMs)
+        return flow.memory(layer, arch, cycles_per_sample)
     units = flow.storage_units(flow.section_of(arch))
     geo = layer.geometry
     per_unit = flow.weight_bytes(layer, arch)

@@ -118,3 +118,26 @@ def test_run_topology_dense_and_nm(tmp_path, capsys):
     assert r.loc["sparse", "cycles"] == 4 * 2 * 134
     assert r.loc["sparse", "weight_density"] == pytest.approx(0.5)
     assert 0 < r.loc["sparse", "utilisation"] <= 1
+
+
+def test_dram_traffic_and_bandwidth_stalls_in_the_report():
+    """SCALE-Sim's GEMM 'Test 1' (M=256, N=128, K=256) on the 32x32 output-stationary array: the
+    64 KB ifmap SRAM's active half (32,750 words) cannot hold the 65,536-word input, so it is read
+    again on each of the 4 column folds; the 32,768-word filter and the outputs move once (as in
+    the golden table). At 10 words per cycle the 327,680 words take 32,768 cycles: 22,592 stall
+    cycles beyond the 10,176 of compute."""
+    from accelsim.analysis.scalesim_compare import _shell_record
+    from accelsim.arch import load_arch
+    from accelsim.energy import load_energy_table
+    from accelsim.simulate import Variant, simulate_layer
+
+    geo = read_topology(TOPOLOGIES / "test_mnk_input.csv")[0].geometry
+    layer = _shell_record(geo)
+    stats = {"effective_macs": 0.0, "estimated_macs": 0.0, "weight_density": 1.0, "act_density_mean": 1.0}
+    for extra, stall in (([], 0), (["systolic.bandwidth=10"], 22592)):
+        arch = load_arch("systolic-os", extra).with_sparsity("none", "none")
+        row, _ = simulate_layer("t", layer, Variant("dense", arch), load_energy_table(), stats)
+        assert row["dram_bytes"] == 4 * 65536 + 32768 + 32768
+        assert row["events_dram_byte"] == row["dram_bytes"]
+        assert row["compute_cycles"] == 10176 and row["memory_stall_cycles"] == stall
+        assert row["cycles"] == 10176 + stall

@@ -35,6 +35,9 @@ class Dataflow:
     weight_bytes: Callable[[Any, Any], np.ndarray]  # (layer, arch) -> bytes stored per unit
     multipliers: Callable[[Any], int]  # section -> peak MACs per cycle
     doc: str = ""
+    # (layer, arch, cycles per sample) -> accelsim.memory.MemoryTraffic, for an array that models
+    # its own buffers and DRAM traffic; None: the generic per-unit model of accelsim.memory
+    memory: Callable[..., Any] | None = None
 
     def section_of(self, arch):
         """This dataflow's section of an ArchConfig."""

@@ -46,9 +46,16 @@ def _reference(layer, **kw):
 
 
 def weight_bytes(layer, arch) -> np.ndarray:
-    """None in the generic per-unit storage: the array streams weights through its filter SRAM
-    and counts its own DRAM traffic (kernel.accesses), as SCALE-Sim does."""
-    return np.zeros(1, dtype=np.int64)
+    """The layer's (compressed) filter words in the one filter SRAM."""
+    from accelsim.dataflows.systolic.kernel import memory_traffic
+
+    return np.array([memory_traffic(layer, arch, np.zeros(1, np.int64)).weight_bytes], np.int64)
+
+
+def _memory(layer, arch, cycles_per_sample):
+    from accelsim.dataflows.systolic.kernel import memory_traffic
+
+    return memory_traffic(layer, arch, cycles_per_sample)
 
 
 DATAFLOW = Dataflow(
@@ -61,4 +68,5 @@ DATAFLOW = Dataflow(
     weight_bytes=weight_bytes,
     multipliers=lambda sec: sec.rows * sec.cols,
     doc="Systolic array (os/ws/is) with SCALE-Sim v3's fold timing; N:M structured weights",
+    memory=_memory,
 )

@@ -206,56 +206,105 @@ def gemm_outputs(layer, samples: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def simulate_systolic(layer, *, rows: int, cols: int, dataflow: str, ifmap_sram_kb: int,
-                      filter_sram_kb: int, ofmap_sram_kb: int, bandwidth: float, word_bytes: int,
-                      nm: str,
-                      act_mode: str, weight_mode: str, functional: bool = True,
-                      samples: int | None = None) -> DataflowResult:
-    """Cycles and events of one layer, per sample (the array is dense: every sample alike in time)."""
-    pattern = check_config(rows, cols, dataflow, act_mode, weight_mode, nm)
+@dataclass(frozen=True)
+class LayerPlan:
+    """One layer on the array: its GEMM, fold plan and accesses per group and sample."""
+
+    view: GemmView
+    pattern: tuple[int, int] | None
+    kc: int
+    plan: FoldPlan
+    acc: Accesses
+
+    @property
+    def cycles(self) -> int:
+        return self.view.groups * self.plan.cycles
+
+    @property
+    def dram_words(self) -> int:
+        a = self.acc
+        return self.view.groups * (a.ifmap_dram_reads + a.filter_dram_reads + a.ofmap_dram_writes)
+
+
+def layer_plan(layer, *, rows: int, cols: int, dataflow: str, ifmap_sram_kb: int,
+               filter_sram_kb: int, ofmap_sram_kb: int, pattern: tuple[int, int] | None) -> LayerPlan:
     view = gemm_view(layer)
-    if pattern is not None:
-        check_nm_weights(layer, pattern)
-    s_total = layer.inputs.num_samples if samples is None else min(int(samples), layer.inputs.num_samples)
     kc = compressed_k(view, pattern)
     plan = fold_plan(dataflow, view.P, view.F, kc, rows, cols, pattern)
     unique_ifmap = int(np.prod(layer.geometry.in_shape)) // view.groups
     acc = accesses(dataflow, plan, view, unique_ifmap, pattern,
                    (ifmap_sram_kb, filter_sram_kb, ofmap_sram_kb))
-    g = view.groups
-    cycles_one = g * plan.cycles
-    slots = g * view.P * view.F * kc  # MAC slots: busy PE-cycles
-    dram_words = g * (acc.ifmap_dram_reads + acc.filter_dram_reads + acc.ofmap_dram_writes)
+    return LayerPlan(view, pattern, kc, plan, acc)
+
+
+def memory_traffic(layer, arch, cycles_per_sample: np.ndarray):
+    """accelsim.memory.MemoryTraffic of the array's three SRAMs (the Dataflow's memory hook):
+    DRAM bytes from the reuse model above; with systolic.bandwidth > 0 (words per cycle) a sample
+    whose DRAM words take longer than its compute stalls for the difference."""
+    from accelsim.memory import MemoryTraffic
+
+    sec = arch.systolic
+    pattern = parse_nm(sec.nm) if arch.sparsity.weights == "skip" else None
+    lp = layer_plan(layer, rows=sec.rows, cols=sec.cols, dataflow=sec.dataflow,
+                    ifmap_sram_kb=sec.ifmap_sram_kb, filter_sram_kb=sec.filter_sram_kb,
+                    ofmap_sram_kb=sec.ofmap_sram_kb, pattern=pattern)
+    samples = int(cycles_per_sample.shape[0])
     stall = 0
-    if bandwidth > 0:
-        stall = max(0, math.ceil(dram_words / bandwidth) - cycles_one)
-    cycles = np.full(s_total, cycles_one + stall, dtype=np.int64)
+    if sec.bandwidth > 0:
+        transfer = math.ceil(lp.dram_words / sec.bandwidth)
+        stall = int(np.maximum(transfer - cycles_per_sample.astype(np.int64), 0).sum())
+    filter_words = lp.view.groups * lp.kc * lp.view.F
+    ifmap_words = int(np.prod(layer.geometry.in_shape))
+    return MemoryTraffic(
+        weights_on_chip=filter_words <= _active_words(sec.filter_sram_kb),
+        acts_on_chip=ifmap_words <= _active_words(sec.ifmap_sram_kb),
+        weight_bytes_per_unit=filter_words * sec.word_bytes,
+        weight_bytes=filter_words * sec.word_bytes,
+        dram_bytes=lp.dram_words * sec.word_bytes * samples,
+        stall_cycles=stall,
+    )
+
+
+def simulate_systolic(layer, *, rows: int, cols: int, dataflow: str, ifmap_sram_kb: int,
+                      filter_sram_kb: int, ofmap_sram_kb: int, bandwidth: float, word_bytes: int,
+                      nm: str, act_mode: str, weight_mode: str, functional: bool = True,
+                      samples: int | None = None) -> DataflowResult:
+    """Cycles and events of one layer, per sample (the array is dense: every sample alike in
+    time). DRAM traffic and bandwidth stalls come from memory_traffic (the memory hook)."""
+    pattern = check_config(rows, cols, dataflow, act_mode, weight_mode, nm)
+    if pattern is not None:
+        check_nm_weights(layer, pattern)
+    s_total = layer.inputs.num_samples if samples is None else min(int(samples), layer.inputs.num_samples)
+    lp = layer_plan(layer, rows=rows, cols=cols, dataflow=dataflow, ifmap_sram_kb=ifmap_sram_kb,
+                    filter_sram_kb=filter_sram_kb, ofmap_sram_kb=ofmap_sram_kb, pattern=pattern)
+    view, plan, acc, g = lp.view, lp.plan, lp.acc, lp.view.groups
+    cycles = np.full(s_total, lp.cycles, dtype=np.int64)
+    slots = g * view.P * view.F * lp.kc  # MAC slots: busy PE-cycles
     units = rows * cols
     # PE-cycles of mapped PEs outside their T streaming cycles (fill/drain), and of PEs a partial
     # fold leaves unmapped; busy + starve + tail = units x cycles.
     mapped_pe_cycles = g * plan.Sr * plan.Sc * plan.fold_cycles
     starve = mapped_pe_cycles - slots
-    tail = units * cycles_one - mapped_pe_cycles + units * stall
+    tail = units * lp.cycles - mapped_pe_cycles
     macs = energy_macs(layer, act_mode == "gate", weight_mode != "none", slots, s_total)
     counters = {
         "cycles": int(cycles.sum()),
         "busy_pe_cycles": slots * s_total,
         "starve_pe_cycles": starve * s_total,
         "tail_pe_cycles": tail * s_total,
-        "stall_cycles": stall * s_total,
+        "stall_cycles": 0,
         "padding_entries": 0,
         "mac": int(macs.sum()),
         "weight_read": g * acc.filter_sram_reads * s_total,
         "act_read": g * acc.ifmap_sram_reads * s_total,
         "act_write": g * acc.ofmap_sram_writes * s_total,
-        "dram_byte": dram_words * word_bytes * s_total,
         "pe_cycle": units * int(cycles.sum()),
     }
     extra = {
-        "dram_words": dram_words * s_total,
+        "dram_words": lp.dram_words,
         "ifmap_dram_reads": g * acc.ifmap_dram_reads, "filter_dram_reads": g * acc.filter_dram_reads,
         "ofmap_dram_writes": g * acc.ofmap_dram_writes, "folds": g * plan.folds,
-        "fold_cycles": plan.fold_cycles, "compressed_k": kc,
+        "fold_cycles": plan.fold_cycles, "compressed_k": lp.kc,
     }
     outputs = None
     if functional and layer.outputs is not None:
