@@ -7,23 +7,34 @@ Checkpoint directory:
                        (e.g. "fc1.weight.mask")
   checkpoint.json      model, model_kwargs, method, method params, recipe, per-layer info
                        (weight density, q, threshold), activation masks (scheme, winner rate,
-                       threshold, eps per layer), dropout rates, metrics, seed, software, command
-Written into a temp directory next to the target and renamed into place, so a crash never leaves
-a directory that looks complete. `load_checkpoint` rebuilds a fresh zoo model; no hooks, no pickle.
+                       threshold, eps per layer), dropout rates, metrics, seed, software, command,
+                       and (format 2) a crc32 per tensor of both files, checked on load; every
+                       field is validated on read (checkpoint_meta.py)
+Written into a private staging folder next to the target, fsynced, then swapped into place with
+one atomic exchange of the two directories (renameat2 RENAME_EXCHANGE) where the file system
+has it. Elsewhere the swap is two renames; a kill between them leaves the previous checkpoint
+at `.<name>.old-<pid>@<host>`, and the next read or write puts it back at the documented path
+and says so. What killed writers leave (their staging folders, with safetensors' own temp files
+inside) is removed by the next write of the same checkpoint.
+`load_checkpoint` rebuilds a fresh zoo model; no hooks, no pickle.
 
 The training state (`state.pt` in a run directory) is model + masks + optimizer + epoch + method
-schedule state, written with torch.save to a temp file + os.replace and read back with
-torch.load(weights_only=True) (tensors and plain containers only).
+schedule state, written with torch.save through accelsim.atomic and read back with
+torch.load(weights_only=True) (tensors and plain containers only; anything else is refused).
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
+import pickle
 import platform
+import re
 import shutil
 import sys
-import tempfile
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,10 +43,12 @@ from torch import nn
 
 from accelsim.errors import AccelsimError
 from accelsim.models import methods as M
+from accelsim.models.checkpoint_meta import FORMAT, FORMAT_VERSION, check_info
+from accelsim.staging import _HOST, fsync_path, remove_stale, staging_dir, writer_gone
 
-FORMAT = "accelsim-checkpoint"
-FORMAT_VERSION = 1
 JSON_NAME = "checkpoint.json"
+# temp names of earlier versions (mkdtemp/mkstemp suffixes, pid-only old folders)
+_LEGACY = (r"\.tmp-[A-Za-z0-9_]{8}", r"\.old-\d+")
 
 
 def software_versions() -> dict:
@@ -54,6 +67,9 @@ def resolve_checkpoint_dir(path) -> Path:
         return p
     if (p / "checkpoint" / JSON_NAME).is_file():
         return p / "checkpoint"
+    for target in (p, p / "checkpoint"):
+        if not target.exists() and target.parent.is_dir() and recover(target):
+            return target
     if not p.exists():
         raise AccelsimError(f"{p}: checkpoint directory does not exist")
     raise AccelsimError(f"{p}: not a checkpoint (no {JSON_NAME} here or in {p / 'checkpoint'})")
@@ -88,61 +104,125 @@ def save_checkpoint(out_dir, model: nn.Module, info: dict) -> Path:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     meta.setdefault("command", list(sys.argv))
+    meta["tensors"] = {"weights.safetensors": tensor_crcs(weights),
+                       "masks.safetensors": tensor_crcs(masks)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    os.chmod(tmp, 0o755)
+    recover(out)
+    tmp = staging_dir(out, _LEGACY)
     try:
         save_file(weights, str(tmp / "weights.safetensors"))
         save_file(masks, str(tmp / "masks.safetensors"))
         (tmp / JSON_NAME).write_text(json.dumps(meta, indent=1, sort_keys=False) + "\n")
+        for name in ("weights.safetensors", "masks.safetensors", JSON_NAME):
+            fsync_path(tmp / name)
+        fsync_path(tmp)
         _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after a swap: the previous checkpoint
     return out
 
 
+def tensor_crcs(tensors: dict) -> dict:
+    """{name: {"crc32": crc of the tensor's bytes as stored (little-endian, C order)}}."""
+    return {k: {"crc32": _crc(v)} for k, v in sorted(tensors.items())}
+
+
+def _crc(t: torch.Tensor) -> int:
+    raw = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+    return zlib.crc32(raw) & 0xFFFFFFFF
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); False where the
+    system or the file system cannot."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def _replace_dir(tmp: Path, out: Path) -> None:
-    """Rename tmp -> out; an existing out is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
+    """Put the finished folder `tmp` at `out`. An existing `out` ends up in `tmp` (removed by
+    the caller): exchanged atomically where possible, else moved aside to `.<name>.old-...`
+    first (a kill between the two renames is repaired by `recover`)."""
+    if not out.exists():
+        os.replace(tmp, out)
+    elif not _exchange(tmp, out):
+        old = out.parent / f".{out.name}.old-{os.getpid()}@{_HOST}"
         shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        os.replace(old, tmp)
+    fsync_path(out.parent)
+
+
+def recover(target: Path) -> bool:
+    """If `target` is missing and an interrupted replacement left the previous checkpoint aside,
+    put it back (saying so on stderr) and return True; remove other leftovers of dead writers."""
+    target = Path(target)
+    pattern = re.compile(re.escape(f".{target.name}.old-") + r"(\d+)(?:@([A-Za-z0-9_.]+))?$")
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return False
+    aside = [target.parent / n for n in names
+             if (m := pattern.match(n)) and writer_gone(int(m.group(1)), m.group(2))
+             and (target.parent / n / JSON_NAME).is_file()]
+    aside.sort(key=lambda p: p.stat().st_mtime)
+    restored = False
+    if not target.exists() and aside:
+        os.replace(aside[-1], target)
+        print(f"note: {target} was missing after an interrupted checkpoint replacement; restored "
+              f"the previous checkpoint from {aside[-1].name}", file=sys.stderr)
+        restored = True
+    if target.exists():
+        remove_stale(target, _LEGACY)
+    return restored
 
 
 def read_info(ckpt_dir) -> dict:
+    """checkpoint.json of a checkpoint (or run) directory, every field validated."""
+    from accelsim.traces.validate import parse_json
+
     d = resolve_checkpoint_dir(ckpt_dir)
     path = d / JSON_NAME
     try:
-        info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AccelsimError(f"{path}: unreadable checkpoint metadata ({exc})") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise AccelsimError(f"{path}: not an accelsim checkpoint (format field missing or wrong)")
-    if info.get("format_version") != FORMAT_VERSION:
-        raise AccelsimError(f"{path}: unsupported checkpoint format_version "
-                            f"{info.get('format_version')!r} "
-                            f"(this accelsim reads {FORMAT_VERSION})")
-    for key in ("model", "model_kwargs", "method"):
-        if key not in info:
-            raise AccelsimError(f"{path}: checkpoint metadata lacks {key!r}")
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AccelsimError(f"{path}: unreadable checkpoint metadata "
+                            f"({getattr(exc, 'strerror', None) or exc})") from None
+    info = parse_json(text, str(path), "checkpoint metadata")
+    check_info(info, path)
     return info
 
 
-def _load_tensors(path: Path) -> dict:
+def _load_tensors(path: Path, crcs: dict | None) -> dict:
+    """The tensors of one file, each checked against its crc32 in checkpoint.json (format 2)."""
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise AccelsimError(f"{path}: missing checkpoint file")
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
-        raise AccelsimError(f"{path}: unreadable safetensors file ({exc})") from None
+        msg = " ".join(str(exc).split())[:200]
+        raise AccelsimError(f"{path}: unreadable safetensors file ({msg})") from None
+    if crcs is not None:
+        if set(crcs) != set(tensors):
+            extra, miss = sorted(set(tensors) - set(crcs)), sorted(set(crcs) - set(tensors))
+            raise AccelsimError(f"{path}: tensors do not match the list in {JSON_NAME} "
+                                f"(missing {miss}, unexpected {extra})")
+        for name, t in tensors.items():
+            if _crc(t) != crcs[name]["crc32"]:
+                raise AccelsimError(f"{path}: tensor {name!r} is corrupt (crc32 mismatch)")
+    return tensors
 
 
 def load_checkpoint(ckpt_dir) -> tuple[nn.Module, dict]:
@@ -157,8 +237,13 @@ def load_checkpoint(ckpt_dir) -> tuple[nn.Module, dict]:
     except (KeyError, TypeError, ValueError) as exc:
         raise AccelsimError(f"{d / JSON_NAME}: cannot build model {info['model']!r} "
                             f"with {info['model_kwargs']} ({exc})") from None
-    weights = _load_tensors(d / "weights.safetensors")
-    masks = _load_tensors(d / "masks.safetensors")
+    crcs = info.get("tensors", {})
+    weights = _load_tensors(d / "weights.safetensors", crcs.get("weights.safetensors"))
+    masks = _load_tensors(d / "masks.safetensors", crcs.get("masks.safetensors"))
+    listed = info.get("weight_masks")
+    if listed is not None and set(listed) != set(masks):
+        raise AccelsimError(f"{d / JSON_NAME}: 'weight_masks' lists {sorted(listed)} but "
+                            f"masks.safetensors holds {sorted(masks)}")
     mods = dict(model.named_modules())
     params = dict(model.named_parameters())
     for key, m in masks.items():
@@ -182,14 +267,27 @@ def load_checkpoint(ckpt_dir) -> tuple[nn.Module, dict]:
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise AccelsimError(f"{d / 'weights.safetensors'}: tensor {name!r} holds NaN/Inf")
     M.apply_masks(model)
+    _check_names(model, info, d / JSON_NAME)
     try:
         M.apply_activation_config(model, info.get("activation_masks", {}))
-        M.apply_dropout_config(model, info.get("dropout", {}))
-    except KeyError as exc:
-        raise AccelsimError(f"{d / JSON_NAME}: names module {exc} that model "
-                            f"{info['model']!r} does not have") from None
+    except AccelsimError as exc:  # a combination the mask refuses (e.g. a scheme without eps)
+        raise AccelsimError(f"{d / JSON_NAME}: 'activation_masks': {exc}") from None
+    M.apply_dropout_config(model, info.get("dropout", {}))
     model.eval()
     return model, info
+
+
+def _check_names(model: nn.Module, info: dict, path: Path) -> None:
+    """Every module checkpoint.json configures exists in the model and is of the right kind."""
+    dropouts = {n for n, m in model.named_modules() if isinstance(m, nn.Dropout)}
+    masks = set(M.activation_masks(model))
+    for field, have, kind in (("dropout", dropouts, "a dropout module"),
+                              ("activation_masks", masks, "an activation mask")):
+        unknown = sorted(set(info.get(field) or {}) - have)
+        if unknown:
+            raise AccelsimError(f"{path}: {field!r} names {unknown[0]!r}, which is not {kind} "
+                                f"of model {info['model']!r} (it has: "
+                                f"{', '.join(sorted(have)) or 'none'})")
 
 
 # ---- training state ----------------------------------------------------------------------------
@@ -203,8 +301,21 @@ def save_state(path, state: dict) -> None:
 
 
 def load_state(path) -> dict:
+    """The training state, tensors and plain containers only (pickled objects are refused)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message: its advice (not repeated here), then "WeightsUnpickler error: <why>"
+        why = str(exc).partition("WeightsUnpickler error:")[2].strip().split("\n")[0].strip()
+        if why.startswith("Unsupported global"):
+            name = why.partition(":")[2].strip().removeprefix("GLOBAL").split()[0]
+            raise AccelsimError(f"{path}: refused: the training state holds a pickled Python "
+                                f"object ({name}), not only tensors and plain containers; "
+                                "accelsim never unpickles; delete it to restart") from None
+        msg = why or " ".join(str(exc).split())[:200]
+        raise AccelsimError(f"{path}: unreadable training state ({msg}); delete it to restart") \
+            from None
     except Exception as exc:
-        raise AccelsimError(f"{path}: unreadable training state ({exc}); delete it to restart") \
+        msg = " ".join(str(exc).split())[:200]
+        raise AccelsimError(f"{path}: unreadable training state ({msg}); delete it to restart") \
             from None

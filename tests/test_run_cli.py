@@ -79,7 +79,9 @@ def _rewrite(src, dst, edit_tensors=None, edit_meta=None):
             layer["tensors"][name]["crc32"] = fmt.crc32(tensors[name])
     if edit_meta:
         edit_meta(meta)
-    save_file(tensors, str(dst), metadata={"accelsim_trace": json.dumps(meta)})
+    text = json.dumps(meta)
+    save_file(tensors, str(dst), metadata={fmt.METADATA_KEY: text,
+                                           fmt.METADATA_CRC_KEY: fmt.metadata_crc32(text)})
     return dst
 
 
@@ -93,6 +95,8 @@ def test_functional_check_catches_wrong_operands(lenet_trace, tmp_path, capsys):
     assert code == 2
     assert "functional check failed" in err and "fc1" in err
     assert not (tmp_path / "r.csv").exists()
+    code, _, err = run_cli(capsys, "trace", "validate", str(bad))  # validate sees it too
+    assert code == 2 and "fc1" in err and "functional check failed" in err
 
 
 def _truncated(src, dst):

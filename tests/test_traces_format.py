@@ -1,4 +1,4 @@
-"""Trace format v1: round trip of every field, corruption cases, atomic write, storage cost."""
+"""Trace format (v2, v1 still read): round trip of every field, corruption cases, atomic write, storage cost."""
 
 from __future__ import annotations
 
@@ -20,8 +20,20 @@ META = {"model": "toy", "method": "jpnet", "dataset": "mnist", "split": "test", 
         "accuracy": {"value": 0.5, "num_samples": 4}}
 
 
+def _torch_outputs(g, w, b, x):
+    """The layer's outputs by torch (an independent reference for the functional check)."""
+    import torch
+    import torch.nn.functional as F
+    x, w = torch.from_numpy(x), torch.from_numpy(w)
+    b = None if b is None else torch.from_numpy(b)
+    if g.kind == "linear":
+        return F.linear(x, w, b).numpy()
+    return F.conv2d(x, w, b, g.stride, g.padding, g.dilation, g.groups).numpy()
+
+
 def make_layers(rng, s=4, s_out=2):
-    """A masked-weight conv with bias and a dense-weight linear behind a top-k mask."""
+    """A masked-weight conv with bias and a dense-weight linear behind a top-k mask; outputs as
+    torch computes them."""
     g0 = LayerGeometry("conv", "conv2d", (4, 7, 7), (6, 4, 4), (3, 3), (2, 2), (1, 1), (1, 1), 2,
                        True)
     w0 = rng.standard_normal(g0.weight_shape).astype(np.float32)
@@ -30,19 +42,20 @@ def make_layers(rng, s=4, s_out=2):
     w0 = np.where(m0, w0, 0).astype(np.float32)
     w0.flat[0] = 0.0  # a kept weight that happens to be zero must survive the round trip
     x0 = np.maximum(rng.standard_normal((s, *g0.in_shape)), 0).astype(np.float32)
-    r0 = LayerRecord(g0, w0, m0, rng.standard_normal(6).astype(np.float32),
-                     SparseBatch.from_dense(x0),
-                     outputs=rng.standard_normal((s_out, *g0.out_shape)).astype(np.float32))
+    b0 = rng.standard_normal(6).astype(np.float32)
+    r0 = LayerRecord(g0, w0, m0, b0, SparseBatch.from_dense(x0),
+                     outputs=_torch_outputs(g0, w0, b0, x0[:s_out]))
     g1 = LayerGeometry("fc", "linear", (96,), (10,))
     pre = np.maximum(rng.standard_normal((s, 96)), 0).astype(np.float32)
     k = 20
     win = np.zeros_like(pre, dtype=bool)
     top = np.argsort(-np.abs(pre), axis=1)[:, :k]
     np.put_along_axis(win, top, True, axis=1)
-    r1 = LayerRecord(g1, rng.standard_normal((10, 96)).astype(np.float32), None, None,
+    w1 = rng.standard_normal((10, 96)).astype(np.float32)
+    r1 = LayerRecord(g1, w1, None, None,
                      SparseBatch.from_dense(pre * win), SparseBatch.from_dense(pre),
                      SparseBatch.positions_from_bool(win), MaskParams("topk", k / 96),
-                     rng.standard_normal((s_out, 10)).astype(np.float32))
+                     _torch_outputs(g1, w1, None, (pre * win)[:s_out]))
     return [r0, r1]
 
 
@@ -59,7 +72,7 @@ def test_round_trip_every_field(tmp_path):
     write_trace(path, {**META, "sample_indices": [9, 8, 7, 6], "future_key": {"x": 1}}, layers)
     t = open_trace(path)
     assert len(t) == 2 and t.names == ["conv", "fc"]
-    assert t.meta["format_version"] == 1 and t.meta["sample_indices"] == [9, 8, 7, 6]
+    assert t.meta["format_version"] == 2 and t.meta["sample_indices"] == [9, 8, 7, 6]
     assert t.meta["future_key"] == {"x": 1} and t.meta["output_samples"] == 2
     assert t.meta["software"]["numpy"] == np.__version__
     assert [g for g in t.geometries] == [r.geometry for r in layers]
@@ -101,7 +114,8 @@ def test_no_outputs_and_empty_samples(tmp_path):
 
 
 def _rewrite(path, mutate_meta=None, mutate_tensors=None):
-    """Re-save a trace with edited metadata/tensors (crcs untouched unless the mutation does)."""
+    """Re-save a trace with edited metadata/tensors, as a consistent but wrong writer would:
+    the metadata checksum is recomputed, tensor crcs are untouched unless the mutation does."""
     from safetensors import safe_open
     from safetensors.numpy import save_file
     with safe_open(path, framework="numpy") as f:
@@ -111,7 +125,9 @@ def _rewrite(path, mutate_meta=None, mutate_tensors=None):
         mutate_meta(meta)
     if mutate_tensors:
         mutate_tensors(tensors, meta)
-    save_file(tensors, path, metadata={fmt.METADATA_KEY: json.dumps(meta)})
+    text = json.dumps(meta)
+    save_file(tensors, path, metadata={fmt.METADATA_KEY: text,
+                                       fmt.METADATA_CRC_KEY: fmt.metadata_crc32(text)})
 
 
 def _err(path, full=True):
@@ -156,8 +172,8 @@ def test_nan(trace_path):
 
 
 def test_bad_version(trace_path):
-    _rewrite(trace_path, lambda m: m.update(format_version=2))
-    assert "unsupported trace format_version 2" in _err(trace_path, full=False)
+    _rewrite(trace_path, lambda m: m.update(format_version=3))
+    assert "unsupported trace format_version 3" in _err(trace_path, full=False)
 
 
 def test_bad_json_and_foreign_file(trace_path):

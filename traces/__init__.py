@@ -1,4 +1,5 @@
-"""accelsim.traces: the trace file format (v1), its writer, lazy validated reader and recorder.
+"""accelsim.traces: the trace file format (v2; v1 still read), its writer, lazy validated
+reader and recorder.
 
 Names are resolved lazily so that `import accelsim.traces.cli` (done by the CLI at start-up)
 pulls in neither numpy nor safetensors. The recorder (torch) is never imported from here:

@@ -1,4 +1,5 @@
-"""Trace format v1: names, dtypes and the metadata JSON <-> schema mapping (numpy only).
+"""Trace format v2 (v1 still read): names, dtypes, bounds and the metadata JSON <-> schema
+mapping (numpy only).
 
 One place for every constant of the on-disk contract, so the writer, the reader and the spec
 (docs/trace-format.md) cannot drift apart.
@@ -13,9 +14,21 @@ import numpy as np
 from accelsim.traces.schema import LayerGeometry, MaskParams
 
 FORMAT_NAME = "accelsim-trace"
-FORMAT_VERSION = 1  # major version: a reader refuses majors it does not know
-METADATA_KEY = "accelsim_trace"  # the one key of the safetensors __metadata__
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2  # major version written; a reader refuses majors it does not know
+METADATA_KEY = "accelsim_trace"  # the metadata JSON document in the safetensors __metadata__
+METADATA_CRC_KEY = "accelsim_trace_crc32"  # v2: crc32 of that document's UTF-8 bytes (decimal)
+SUPPORTED_VERSIONS = (1, 2)
+
+# Bounds on what metadata may claim, checked before anything is allocated (docs/trace-format.md,
+# section 4.1). A layer's dense-equivalent arrays (its weight; its input, padded input and output
+# over all samples) may hold at most ELEMENTS_PER_FILE_BYTE elements per byte of the file, or
+# MIN_ELEMENT_ALLOWANCE, whichever is larger. A dense weight stores 4 bytes per element and a
+# masked one 8 per kept weight, so only a masked weight below 1/8192 density alone in its file
+# or activations below about 1/6000 density come near the bound.
+ELEMENTS_PER_FILE_BYTE = 1024
+MIN_ELEMENT_ALLOWANCE = 1 << 22
+MAX_INDEXED_ELEMENTS = 1 << 32  # weight.indices and activation indices are at most uint32
+MAX_JSON_INT = (1 << 63) - 1  # every integer in the metadata fits int64
 
 MASK_SCHEMES = ("topk", "threshold-prediction", "static-threshold")
 WEIGHT_ENCODINGS = ("dense", "masked")
@@ -34,6 +47,16 @@ LAYER_KEYS = (
     "name", "kind", "in_shape", "out_shape", "kernel", "stride", "padding", "dilation",
     "groups", "has_bias", "weight_encoding", "mask", "tensors",
 )
+
+
+def element_allowance(file_bytes: int) -> int:
+    """The most dense-equivalent elements one layer of a file of `file_bytes` may claim."""
+    return max(MIN_ELEMENT_ALLOWANCE, ELEMENTS_PER_FILE_BYTE * int(file_bytes))
+
+
+def metadata_crc32(text: str) -> str:
+    """The v2 metadata checksum as stored: decimal crc32 of the JSON text's UTF-8 bytes."""
+    return str(zlib.crc32(text.encode("utf-8")) & 0xFFFFFFFF)
 
 
 def index_dtype(size: int) -> np.dtype:

@@ -1,4 +1,4 @@
-"""Lazy, validated reader of trace files (format v1). numpy + safetensors only, never torch.
+"""Lazy, validated reader of trace files (format v2 and v1). numpy + safetensors only, never torch.
 
 open_trace() checks the container and the metadata JSON up front; Trace.layer() loads one
 layer's tensors (memory-mapped by safetensors) and checks dtype, shape, crc32, finiteness,
@@ -18,7 +18,7 @@ from accelsim.errors import AccelsimError
 from accelsim.traces import format as fmt
 from accelsim.traces.schema import LayerGeometry, LayerRecord, SparseBatch
 from accelsim.traces.validate import (
-    check_finite, check_meta, check_record, check_sorted_unique, fail,
+    _is_int, check_finite, check_meta, check_record, check_sorted_unique, fail, parse_json,
 )
 
 _MAX_HEADER = 100_000_000  # the safetensors library's own header limit
@@ -30,18 +30,21 @@ def _read_container(path: str) -> tuple[dict, dict]:
         fail(path, "no such file")
     if os.path.isdir(path):
         fail(path, "is a directory, not a trace file")
-    size = os.path.getsize(path)
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            fail(path, f"not a trace: {size} bytes is too short for a safetensors file")
-        (n,) = struct.unpack("<Q", head)
-        if n > _MAX_HEADER or 8 + n > size:
-            fail(path, "not a safetensors file, or truncated (header length beyond end of file)")
-        header_bytes = fh.read(n)
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                fail(path, f"not a trace: {size} bytes is too short for a safetensors file")
+            (n,) = struct.unpack("<Q", head)
+            if n > _MAX_HEADER or 8 + n > size:
+                fail(path, "not a safetensors file, or truncated (header length beyond end of file)")
+            header_bytes = fh.read(n)
+    except OSError as exc:
+        fail(path, f"cannot read ({exc.strerror or exc})")
     try:
         header = json.loads(header_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, an integer too long to parse
         fail(path, "not a safetensors file (header is not JSON)")
     if not isinstance(header, dict):
         fail(path, "not a safetensors file (header is not a JSON object)")
@@ -60,11 +63,16 @@ def _read_container(path: str) -> tuple[dict, dict]:
         fail(path, f"not a valid safetensors file or truncated ({msg})")
     if fmt.METADATA_KEY not in raw_meta:
         fail(path, f"not an accelsim trace (no {fmt.METADATA_KEY!r} metadata)")
-    try:
-        meta = json.loads(raw_meta[fmt.METADATA_KEY])
-    except json.JSONDecodeError as exc:
-        fail(path, f"metadata {fmt.METADATA_KEY!r} is not valid JSON ({exc.msg} at char {exc.pos})")
-    check_meta(meta, path)
+    text = raw_meta[fmt.METADATA_KEY]
+    crc = raw_meta.get(fmt.METADATA_CRC_KEY)
+    if crc is not None and crc != fmt.metadata_crc32(text):
+        fail(path, "metadata is corrupt (crc32 mismatch)")
+    meta = parse_json(text, path, f"metadata {fmt.METADATA_KEY!r}")
+    if crc is None and isinstance(meta, dict) and _is_int(meta.get("format_version")) \
+            and meta["format_version"] >= 2:
+        fail(path, f"metadata checksum {fmt.METADATA_CRC_KEY!r} is missing (required from "
+                   "format_version 2)")
+    check_meta(meta, path, size)
     return meta, info
 
 
@@ -210,11 +218,17 @@ def open_trace(path) -> Trace:
     return Trace(path)
 
 
-def validate_trace(path) -> Trace:
-    """Open and load every layer, raising AccelsimError at the first problem."""
+def validate_trace(path, functional: bool = True) -> Trace:
+    """Open and load every layer, raising AccelsimError at the first problem. With
+    `functional`, each layer's recorded outputs are also recomputed from its weights and inputs
+    (the check `accelsim run` makes) and a mismatch is an error."""
+    from accelsim.traces.functional import check_outputs
+
     trace = open_trace(path)
     for i in range(len(trace)):
-        trace.layer(i)
+        rec = trace.layer(i)
+        if functional:
+            check_outputs(rec, trace._where(i))
     return trace
 
 

@@ -6,6 +6,7 @@ file and, for layer problems, the layer. numpy only.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -35,8 +36,36 @@ def _int_list(x, n: int | None = None, minimum: int = 0) -> bool:
 # ---------------------------------------------------------------- metadata JSON
 
 
-def check_meta(meta, where: str) -> None:
-    """Top-level JSON document: format, version, and the type of every required key."""
+def parse_json(text: str, where: str, what: str):
+    """json.loads that refuses NaN/Infinity literals, numbers that overflow to inf, integers
+    beyond int64 and absurd nesting, each as one error line."""
+    def constant(name):
+        raise ValueError(f"non-finite number {name}")
+
+    def number(s):
+        x = float(s)
+        if not math.isfinite(x):
+            raise ValueError(f"number {s[:20]} is not finite as a float")
+        return x
+
+    def integer(s):
+        if len(s) > 20 or abs(int(s)) > fmt.MAX_JSON_INT:
+            raise ValueError(f"integer {s[:20]}{'...' if len(s) > 20 else ''} does not fit int64")
+        return int(s)
+
+    try:
+        return json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer)
+    except json.JSONDecodeError as exc:
+        fail(where, f"{what} is not valid JSON ({exc.msg} at char {exc.pos})")
+    except ValueError as exc:
+        fail(where, f"{what}: {exc}")
+    except RecursionError:
+        fail(where, f"{what} is nested too deeply")
+
+
+def check_meta(meta, where: str, file_bytes: int) -> None:
+    """Top-level JSON document: format, version, the type of every required key, and the
+    bounds of section 4.1 of the spec given the file's size (before anything is allocated)."""
     if not isinstance(meta, dict):
         fail(where, "metadata JSON is not an object")
     if meta.get("format") != fmt.FORMAT_NAME:
@@ -84,6 +113,34 @@ def check_meta(meta, where: str) -> None:
         if layer["name"] in names:
             fail(where, f"duplicate layer name {layer['name']!r}")
         names.add(layer["name"])
+        check_bounds(fmt.geometry_from_json(layer), n, f"{where}: layer {i} ({layer['name']})",
+                     file_bytes)
+
+
+def claimed_elements(g: LayerGeometry, num_samples: int) -> dict[str, int]:
+    """Dense-equivalent element counts a layer's metadata implies (exact Python ints)."""
+    out = {
+        "weight": math.prod(g.weight_shape),
+        "input": num_samples * math.prod(g.in_shape),
+        "output": num_samples * math.prod(g.out_shape),
+    }
+    if g.kind == "conv2d":
+        c, h, w = g.in_shape
+        out["padded input"] = num_samples * c * (h + 2 * g.padding[0]) * (w + 2 * g.padding[1])
+    return out
+
+
+def check_bounds(g: LayerGeometry, num_samples: int, where: str, file_bytes: int) -> None:
+    """Every size a layer claims is at most the allowance for a file of `file_bytes` bytes."""
+    limit = fmt.element_allowance(file_bytes)
+    for what, n in claimed_elements(g, num_samples).items():
+        if n > limit:
+            fail(where, f"claims {n:,} {what} elements; a trace of {file_bytes:,} bytes may claim "
+                        f"at most {limit:,} per array (bounds: docs/trace-format.md, section 4.1)")
+    for what, n in (("weight", math.prod(g.weight_shape)), ("per-sample input", math.prod(g.in_shape))):
+        if n > fmt.MAX_INDEXED_ELEMENTS:
+            fail(where, f"{what} has {n:,} elements; indices are uint32 (at most "
+                        f"{fmt.MAX_INDEXED_ELEMENTS:,})")
 
 
 def check_layer_json(d, where: str, output_samples: int) -> None:

@@ -1,8 +1,9 @@
-"""Write a trace file (format v1): validate, encode, checksum, write atomically.
+"""Write a trace file (format v2): validate, encode, checksum, write atomically.
 
 numpy + safetensors only. The file appears at `path` only once it is complete
-(accelsim.atomic: temp file in the same directory, fsync, rename), so a crashed or killed
-writer never leaves a file that reads as a whole trace.
+(accelsim.atomic: temp file beside it, fsync, rename), so a crashed or killed writer never
+leaves a file that reads as a whole trace; what a killed writer leaves (safetensors' own temp
+file included) is removed by a later write of the same path.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import datetime as _dt
 import json
 import os
 import platform
+import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
 from accelsim.atomic import atomic_write
 from accelsim.errors import AccelsimError
+from accelsim.staging import staging_dir
 from accelsim.traces import format as fmt
 from accelsim.traces.schema import LayerRecord, SparseBatch
 from accelsim.traces.validate import check_meta, check_record
@@ -122,8 +126,10 @@ def write_trace(path, meta: dict, layers: list[LayerRecord]) -> None:
         text = json.dumps(doc, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise AccelsimError(f"{path}: metadata is not JSON-serialisable ({exc})") from None
-    check_meta(json.loads(text), path)
-    _atomic_save(all_tensors, {fmt.METADATA_KEY: text}, path)
+    # the file holds at least the tensor bytes and the metadata: the reader's bounds will pass
+    check_meta(json.loads(text), path, sum(t.nbytes for t in all_tensors.values()) + len(text))
+    _atomic_save(all_tensors, {fmt.METADATA_KEY: text,
+                               fmt.METADATA_CRC_KEY: fmt.metadata_crc32(text)}, path)
 
 
 def _save(tensors: dict[str, np.ndarray], metadata: dict[str, str], tmp: str) -> None:
@@ -135,4 +141,17 @@ def _atomic_save(tensors: dict, metadata: dict, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise AccelsimError(f"{path}: directory {directory} does not exist")
-    atomic_write(path, lambda tmp: _save(tensors, metadata, tmp))
+    atomic_write(path, lambda tmp: _save_staged(tensors, metadata, tmp, path))
+
+
+def _save_staged(tensors: dict, metadata: dict, tmp: str, path: str) -> None:
+    """safetensors writes its own temp file beside the file it is given and renames it: do that
+    inside a private staging folder keyed by the target (accelsim.staging), so what a killed
+    writer leaves is removed by the next write of the same trace."""
+    stage = staging_dir(Path(os.path.abspath(path)))
+    try:
+        inner = stage / "trace.safetensors"
+        _save(tensors, metadata, str(inner))
+        os.replace(inner, tmp)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

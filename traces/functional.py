@@ -1,0 +1,85 @@
+"""Functional check of a trace layer: recompute its outputs from its weights and inputs.
+
+An independent dense numpy recompute (float32 operands as stored; conv in float64), so `accelsim trace validate` catches recorded
+outputs that the weights and inputs do not explain, as `accelsim run`'s simulator-side check
+does, without running a dataflow and without torch. Memory stays within the bounds the reader
+checked (section 4.1 of docs/trace-format.md): the padded input, one tap's window and the
+output of the checked samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from accelsim.traces.schema import LayerRecord
+from accelsim.traces.validate import fail
+
+# Same tolerance as the simulator's check: relative 1e-3, absolute 1e-3 x the largest |output|.
+RTOL = 1e-3
+ATOL_SCALE = 1e-3
+_CHUNK_ELEMS = 1 << 24  # samples are recomputed in chunks of about this many float64 elements
+
+
+def recompute_outputs(rec: LayerRecord, lo: int, hi: int) -> np.ndarray:
+    """(hi - lo, *out_shape) float64: the layer (plus bias) applied to inputs of samples lo..hi-1."""
+    g = rec.geometry
+    b = rec.inputs
+    a, z = int(b.indptr[lo]), int(b.indptr[hi])
+    rows = np.repeat(np.arange(hi - lo), np.diff(b.indptr[lo:hi + 1]))
+    x = np.zeros((hi - lo, b.size), np.float32)
+    x[rows, np.asarray(b.indices[a:z]).astype(np.int64)] = b.values[a:z]
+    w = np.asarray(rec.weight, dtype=np.float32)
+    if g.kind == "linear":
+        out = (x @ w.T).astype(np.float64)
+    else:
+        out = _conv2d(x.reshape(hi - lo, *g.in_shape), w, g)
+    if rec.bias is not None:
+        out += np.asarray(rec.bias, np.float64).reshape((-1,) + (1,) * (out.ndim - 2))
+    return out
+
+
+def _conv2d(x: np.ndarray, w: np.ndarray, g) -> np.ndarray:
+    """Direct convolution, one kernel tap at a time (no im2col: memory stays ~ input + output)."""
+    s, c, h, wd = x.shape
+    m, oh, ow = g.out_shape
+    (kh, kw), (sy, sx), (py, px), (dy, dx) = g.kernel, g.stride, g.padding, g.dilation
+    padded = np.zeros((s, c, h + 2 * py, wd + 2 * px))
+    padded[:, :, py:py + h, px:px + wd] = x
+    cg, mg = c // g.groups, m // g.groups
+    out = np.zeros((s, m, oh, ow))
+    for grp in range(g.groups):
+        xs = padded[:, grp * cg:(grp + 1) * cg]
+        ws = w[grp * mg:(grp + 1) * mg]
+        for ky in range(kh):
+            for kx in range(kw):
+                y0, x0 = ky * dy, kx * dx
+                win = xs[:, :, y0:y0 + sy * (oh - 1) + 1:sy, x0:x0 + sx * (ow - 1) + 1:sx]
+                out[:, grp * mg:(grp + 1) * mg] += np.einsum("mc,schw->smhw", ws[:, :, ky, kx], win,
+                                                            optimize=True)
+    return out
+
+
+def check_outputs(rec: LayerRecord, where: str) -> int:
+    """Fail (one line) when the recorded outputs differ from the recompute; returns the number
+    of samples checked (0 when the trace keeps no outputs)."""
+    if rec.outputs is None or len(rec.outputs) == 0:
+        return 0
+    n = len(rec.outputs)
+    g = rec.geometry
+    per_sample = rec.inputs.size + int(np.prod(g.out_shape))
+    if g.kind == "conv2d":
+        per_sample += g.in_shape[0] * (g.in_shape[1] + 2 * g.padding[0]) * (g.in_shape[2] + 2 * g.padding[1])
+    step = max(1, _CHUNK_ELEMS // per_sample)
+    ref_all = np.asarray(rec.outputs)
+    atol = ATOL_SCALE * max(1.0, float(np.abs(ref_all).max(initial=0.0)))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        ref = ref_all[lo:hi].astype(np.float64)
+        got = recompute_outputs(rec, lo, hi)
+        bad = ~np.isclose(got, ref, rtol=RTOL, atol=atol)
+        if bad.any():
+            s = lo + int(np.argwhere(bad)[0][0])
+            fail(where, f"functional check failed: outputs recomputed from the weights and inputs "
+                        f"differ from the recorded outputs (max abs diff "
+                        f"{float(np.abs(got - ref).max()):.3g}, first at sample {s})")
+    return n
