@@ -25,6 +25,13 @@ def _macs(x: float) -> str:
     return f"{x:,.0f}"
 
 
+_ZEROS = {
+    "relu": "ReLU, no masks: no top-k unit runs",
+    "topk": "top-k masks: the top-k unit runs",
+    "threshold": "threshold-prediction masks: the top-k unit runs",
+}
+
+
 @trace.command("info")
 @click.argument("path")
 def info(path: str) -> None:
@@ -49,6 +56,12 @@ def info(path: str) -> None:
     console.print(txt(f"model: {m['model']}   method: {m['method']}   dataset: {m['dataset']}{split}"))
     console.print(f"samples: {m['num_samples']} (outputs kept for {m['output_samples']})   "
                   f"accuracy: {acc_s}   format: v{m['format_version']}", highlight=False)
+    synth = m.get("synthetic") or {}
+    if isinstance(synth, dict) and synth.get("act_zeros") in _ZEROS:
+        console.print(f"activation zeros: {_ZEROS[synth['act_zeros']]}", highlight=False)
+    elif synth:  # written before act_zeros existed: the layers' masks say it
+        masked = df["dynamic_mask"].map(lambda v: isinstance(v, str)).any()
+        console.print(f"activation zeros: {_ZEROS['topk' if masked else 'relu']}", highlight=False)
     table = Table(show_footer=True)
     tot_w = df["weights"].sum()
     dense, eff, est = df["dense_macs"].sum(), df["effective_macs"].sum(), df["estimated_macs"].sum()
@@ -106,23 +119,34 @@ def _density(value: str, option: str):
 @click.option("--weight-density", default="1.0", show_default=True,
               help="kept weights per layer: a fraction, or layer=fraction,... (others dense)")
 @click.option("--act-density", default="1.0", show_default=True,
-              help="top-k winner rate on every hidden layer's input, or layer=rate,...")
+              help="input density of every hidden layer, or layer=density,... (others as the "
+                   "random network leaves them)")
+@click.option("--masks", "masks", default="relu", show_default=True,
+              type=click.Choice(["relu", "topk", "threshold"]),
+              help="relu: zeros from the ReLUs (biases shifted; no masks, no top-k unit); "
+                   "topk / threshold: dynamic per-sample masks that the top-k unit computes")
+@click.option("--eps", default=0.1, show_default=True, type=O.FRACTION,
+              help="subsample fraction of threshold prediction (--masks threshold)")
 @click.option("--samples", default=1, show_default=True, type=O.SAMPLES, help="random input images")
 @click.option("--seed", default=0, show_default=True, type=O.SEED)
 @click.option("--output-samples", default=None, type=O.OUTPUT_SAMPLES,
               help="samples whose outputs are kept (default all)")
 @click.option("--out", "out", required=True,
               help="trace file to write (.trace.safetensors; checked before any work)")
-def synth(model: str, weight_density: str, act_density: str, samples: int, seed: int,
-          output_samples: int | None, out: str) -> None:
-    """Write a synthetic trace of a zoo model (random weights and images, chosen densities)."""
+def synth(model: str, weight_density: str, act_density: str, masks: str, eps: float, samples: int,
+          seed: int, output_samples: int | None, out: str) -> None:
+    """Write a synthetic trace of a zoo model (random weights and images, chosen densities).
+
+    By default the activation zeros are ReLU zeros, as in EIE's and Cnvlutin's benchmarks;
+    --masks topk makes them with dynamic masks, which the simulator charges to the top-k unit."""
     from accelsim.atomic import check_output_file
     from accelsim.traces.synthetic import synthetic_trace
 
     check_output_file(out, kind="trace")
     path = synthetic_trace(model, out, _density(weight_density, "--weight-density"),
-                           _density(act_density, "--act-density"), samples, seed, output_samples)
-    click.echo(f"wrote {path}")
+                           _density(act_density, "--act-density"), samples, seed, output_samples,
+                           masks=masks, eps=eps)
+    click.echo(f"wrote {path} (activation zeros: {_ZEROS[masks]})")
 
 
 @trace.command("record")
