@@ -14,6 +14,7 @@ writing becomes an AccelsimError naming the target path (exit 2, one line).
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -29,6 +30,19 @@ def os_reason(exc: OSError) -> str:
     if exc.errno:
         return os.strerror(exc.errno)
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def os_error_reason(exc: BaseException) -> str | None:
+    """The OS error inside `exc`, or None. Besides OSError this sees the errors of writers
+    implemented in Rust (safetensors), which carry the OS error only as text ending in
+    "(os error N)"."""
+    if isinstance(exc, OSError):
+        return os_reason(exc)
+    found = _RUST_OS_ERROR.search(str(exc))
+    return os.strerror(int(found.group(1))) if found else None
 
 
 def _where(path: Path, option: str | None) -> str:
@@ -201,7 +215,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None], *, fsync: bool 
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(exc, OSError):
-            raise AccelsimError(f"{path}: cannot write ({os_reason(exc)})") from None
+        reason = os_error_reason(exc)
+        if reason is not None:
+            raise AccelsimError(f"{path}: cannot write ({reason})") from None
         raise
     return path

@@ -12,7 +12,7 @@ import sys
 import click
 
 from accelsim import __version__
-from accelsim.atomic import os_reason
+from accelsim.atomic import os_error_reason
 from accelsim.errors import AccelsimError
 from accelsim.plaintext import visible
 
@@ -75,9 +75,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
-    except OSError as exc:
-        where = f"{visible(exc.filename)}: " if exc.filename else ""
-        click.echo(f"error: {where}{os_reason(exc)}", err=True)
+    except Exception as exc:  # the last resort for OS errors no writer or reader mapped
+        reason = os_error_reason(exc)
+        if reason is None:
+            raise
+        filename = getattr(exc, "filename", None)
+        where = f"{visible(filename)}: " if filename else ""
+        click.echo(f"error: {where}{reason}", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 

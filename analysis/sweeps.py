@@ -232,16 +232,18 @@ def _progress(enabled: bool, total: int, description: str):
         return nullcontext(), (lambda text=None: None)
     from rich.console import Console
     from rich.markup import escape
+
+    from accelsim.plaintext import visible
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
     prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), transient=False)
-    task = prog.add_task(escape(description), total=total)
+    task = prog.add_task(escape(visible(description)), total=total)
 
     def advance(text=None):
-        prog.update(task, advance=1, description=escape(text or description))
+        prog.update(task, advance=1, description=escape(visible(text or description)))
 
     return prog, advance
 

@@ -6,12 +6,35 @@ Imports only click at module top (torch loads inside the command, so `accelsim r
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
 from accelsim import cli_options as O
 
 METHOD_CHOICES = ("dense", "wp", "jp", "static-threshold", "l0", "greg1", "greg2")
+
+
+@contextmanager
+def run_dir_write_errors(out_dir):
+    """An OS error while writing the run directory (state.pt, checkpoint/: full disk, file
+    system turned read-only) as one line naming the directory. OS errors about other paths
+    (the data, the --from checkpoint) pass on unchanged."""
+    from accelsim.atomic import os_error_reason
+    from accelsim.errors import AccelsimError
+
+    try:
+        yield
+    except AccelsimError:
+        raise
+    except Exception as exc:
+        reason = os_error_reason(exc)
+        filename = getattr(exc, "filename", None)
+        root = Path(out_dir).resolve()
+        if reason is None or (filename and root not in Path(filename).resolve().parents):
+            raise
+        raise AccelsimError(f"{out_dir}: cannot write the run directory ({reason})") from None
 
 
 @click.command("train")
@@ -65,11 +88,13 @@ def train_cmd(model_name, method, recipe, from_ckpt, out_dir, data_dir, epochs, 
         rates = resolve_winner_rates(winner_rates, from_ckpt, budget=budget, data_dir=data_dir,
                                      seed=seed, echo=click.echo)
         rec = replace(rec, jp=replace(rec.jp, winner_rates=rates))
-    info = train(model_name, method, out_dir, recipe=rec, from_checkpoint=from_ckpt,
-                 data_dir=data_dir, epochs=epochs, seed=seed, limit_train=limit_train,
-                 limit_test=limit_test, progress=not no_progress, echo=click.echo, threads=threads,
-                 model_options={"activation": activation} if activation else None,
-                 command=["accelsim", *sys.argv[1:]])
+    with run_dir_write_errors(out_dir):
+        info = train(model_name, method, out_dir, recipe=rec, from_checkpoint=from_ckpt,
+                     data_dir=data_dir, epochs=epochs, seed=seed, limit_train=limit_train,
+                     limit_test=limit_test, progress=not no_progress, echo=click.echo,
+                     threads=threads,
+                     model_options={"activation": activation} if activation else None,
+                     command=["accelsim", *sys.argv[1:]])
     acc = info["metrics"]["accuracy"]
     dens = ", ".join(f"{n} {v['weight_density']:.3f}" for n, v in info["layers"].items())
     click.echo(f"{info['model']}/{info['method']}: test accuracy {acc['value']:.4f} on "

@@ -367,25 +367,56 @@ def _unshare_works() -> bool:
 
 @pytest.mark.skipif(not _unshare_works(), reason="needs unshare -m (a private mount namespace)")
 @pytest.mark.parametrize("mount_opts, phrase", [
-    ("size=4k", "cannot write (No space left on device)"),
+    ("size=4k", "{out}: cannot write (No space left on device)"),
     ("ro", "cannot write in {d} (Read-only file system)"),
-])
-def test_real_full_and_read_only_file_systems(env, tmp_path, mount_opts, phrase):
-    """A 4 KiB tmpfs (the report does not fit) and a read-only tmpfs, mounted in a private
-    mount namespace that disappears with the process."""
+], ids=["full", "read-only"])
+@pytest.mark.parametrize("command", ["run", "synth"])
+def test_real_full_and_read_only_file_systems(env, tmp_path, mount_opts, phrase, command):
+    """A 4 KiB tmpfs (the output does not fit) and a read-only tmpfs, mounted in a private
+    mount namespace that disappears with the process. The trace writer is safetensors (Rust):
+    its I/O errors arrive as text, not as OSError."""
     assert env["report"].stat().st_size > 4096  # the report cannot fit in the small one
     d = tmp_path / "mnt"
     d.mkdir()
-    out = d / "r.csv"
+    out = d / ("r.csv" if command == "run" else "t.trace.safetensors")
+    argv = (f"run --trace {env['trace']} --quiet --out {out}" if command == "run" else
+            f"trace synth --model mlp3 --out {out}")
     script = (f"mount -t tmpfs -o {mount_opts} tmpfs {d} && "
-              f"{sys.executable} -m accelsim.cli run --trace {env['trace']} --quiet --out {out}; "
-              f"echo rc=$?; ls -A {d}")
+              f"{sys.executable} -m accelsim.cli {argv}; echo rc=$?; ls -A {d}")
     res = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
                          timeout=120)
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    assert phrase.format(d=d) in lines[0] and str(d) in lines[0]
+    assert phrase.format(d=d, out=out) in lines[0]
     assert res.stdout.splitlines() == ["rc=2"]  # exit 2 and the file system left empty
+
+
+class _RustIOError(Exception):
+    """What safetensors raises when the disk fills: the OS error only as text."""
+
+
+@pytest.mark.parametrize("error, line", [
+    (_RustIOError("Error while serializing: I/O error: No space left on device (os error 28)"),
+     "error: {tmp}/run: cannot write the run directory (No space left on device)"),
+    (OSError(errno.EROFS, "Read-only file system", "{tmp}/run/state.pt"),
+     "error: {tmp}/run: cannot write the run directory (Read-only file system)"),
+    (OSError(errno.EIO, "Input/output error", "{tmp}/data/train-images"),
+     "error: {tmp}/data/train-images: Input/output error"),
+], ids=["safetensors-full", "read-only-state", "data-read-error"])
+def test_train_write_errors_name_the_run_directory(tmp_path, capsys, monkeypatch, error, line):
+    """OS errors while training: those on the run directory name it; others (reading data)
+    keep their own file name. Never a traceback."""
+    import accelsim.models.train as T
+
+    if isinstance(error, OSError):
+        error.filename = error.filename.replace("{tmp}", str(tmp_path))
+
+    def failing_train(*a, **k):
+        raise error
+
+    monkeypatch.setattr(T, "train", failing_train)
+    code, _, err = run_cli(capsys, ["train", "--model", "mlp3", "--out", tmp_path / "run"])
+    assert code == 2 and err == line.replace("{tmp}", str(tmp_path)) + "\n"
 
 
 # ---- names from files as plain text -----------------------------------------------------------
@@ -441,6 +472,25 @@ def test_weird_names_plot_as_plain_text(weird, tmp_path, capsys, monkeypatch, ki
     assert fig.read_bytes()[:4] == b"\x89PNG"
     if kind == "cycles":  # each layer name is drawn literally ($ escaped for mathtext)
         assert drawn == ["[/evil]", "\\$\\frac{\\$", "x\\ny\\x1b[2J\\t"]
+
+
+def test_sweep_figures_and_progress_take_weird_layer_names(tmp_path, capsys):
+    from accelsim.analysis.figures import plot_eps, plot_winner_rates
+    from accelsim.analysis.sweeps import _progress
+
+    names = WEIRD["layers"]
+    frame = pd.DataFrame({"layer": np.repeat(names, 2), "scope": np.repeat(names, 2),
+                          "rate": [0.5, 1.0] * 3, "eps": [0.1, 1.0] * 3,
+                          "accuracy_drop": [0.01, 0.0] * 3, "act_density": [0.2, 0.3] * 3})
+    for plot in (plot_winner_rates, plot_eps):
+        out = plot(frame, tmp_path / f"{plot.__name__}.png", title=names[1])
+        assert out.read_bytes()[:4] == b"\x89PNG"
+    context, advance = _progress(True, 2, names[0])
+    with context:
+        advance(f"{names[0]} rate 0.5")
+        advance(f"{names[2]} rate 1")
+    err = capsys.readouterr().err
+    assert "x\\ny\\x1b[2J" in err and "\x1b" not in err
 
 
 def test_plain_text_helpers():
