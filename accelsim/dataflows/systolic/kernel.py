@@ -106,15 +106,18 @@ def block_words(kc: int, rows: int, nm: tuple[int, int] | None) -> int:
 
 
 def accesses(dataflow: str, plan: FoldPlan, view: GemmView, unique_ifmap: int,
-             nm: tuple[int, int] | None, kb: tuple[int, int, int]) -> Accesses:
+             nm: tuple[int, int] | None, kb: tuple[int, int, int], cols: int) -> Accesses:
     """SRAM reads per operand and a reuse model of DRAM traffic (1 word = 1 datum).
 
     SRAM: every operand word the array edge takes in a fold is one read, partial sums written
     back between row folds are writes. With an N:M pattern the activation side reads the M
     activations of each block its compressed rows touch (about x M / N).
-    DRAM: an operand whose words touched by the whole layer fit the active half of its SRAM is
-    fetched once; otherwise the operand indexed by the inner (row-fold) loop is fetched again on
-    every column fold. Every ofmap SRAM write goes to DRAM (SCALE-Sim writes partial sums back).
+    DRAM, by which fold loop indexes the operand (column folds outer, row folds inner), against
+    the active half of its SRAM: indexed by both loops, every word is fetched once; by the inner
+    loop only (os/ws ifmap, is filter), fetched once if the whole operand fits, else again on
+    every column fold; by the outer loop only (os filter), fetched once if one column fold's slice
+    fits, else again on every row fold. Every ofmap SRAM write goes to DRAM (SCALE-Sim writes
+    partial sums back).
     """
     P, F = view.P, view.F
     kc = plan.T if dataflow == "os" else plan.Sr
@@ -135,19 +138,24 @@ def accesses(dataflow: str, plan: FoldPlan, view: GemmView, unique_ifmap: int,
         of_sram = F * P * plan.row_folds
         inner = "filter"
 
-    def dram(words: int, sram_kb: int, is_inner: bool) -> int:
-        if words <= _active_words(sram_kb) or not is_inner:
-            return words
-        return words * plan.col_folds
-
+    active_if, active_f = _active_words(kb[0]), _active_words(kb[1])
+    if inner == "ifmap":  # os, ws
+        if_dram = unique_ifmap if unique_ifmap <= active_if else unique_ifmap * plan.col_folds
+        f_dram = unique_filter
+        if dataflow == "os" and kc * min(F, cols) > active_f:
+            f_dram = unique_filter * plan.row_folds
+    else:  # is
+        if_dram = unique_ifmap
+        f_dram = unique_filter if unique_filter <= active_f else unique_filter * plan.col_folds
     return Accesses(
         ifmap_sram_reads=if_sram,
         filter_sram_reads=f_sram,
         ofmap_sram_writes=of_sram,
-        ifmap_dram_reads=dram(unique_ifmap, kb[0], inner == "ifmap"),
-        filter_dram_reads=dram(unique_filter, kb[1], inner == "filter"),
+        ifmap_dram_reads=if_dram,
+        filter_dram_reads=f_dram,
         ofmap_dram_writes=of_sram,
     )
+
 
 
 def check_config(rows, cols, dataflow, act_mode, weight_mode, nm_text) -> tuple[int, int] | None:
@@ -233,7 +241,7 @@ def layer_plan(layer, *, rows: int, cols: int, dataflow: str, ifmap_sram_kb: int
     plan = fold_plan(dataflow, view.P, view.F, kc, rows, cols, pattern)
     unique_ifmap = int(np.prod(layer.geometry.in_shape)) // view.groups
     acc = accesses(dataflow, plan, view, unique_ifmap, pattern,
-                   (ifmap_sram_kb, filter_sram_kb, ofmap_sram_kb))
+                   (ifmap_sram_kb, filter_sram_kb, ofmap_sram_kb), cols)
     return LayerPlan(view, pattern, kc, plan, acc)
 
 
