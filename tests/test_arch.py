@@ -34,6 +34,7 @@ def test_presets_load_with_documented_values():
     assert cnv.arch.dataflow == "cnvlutin"
     assert (cnv.sparsity.activations, cnv.sparsity.weights) == ("skip", "none")
     assert (cnv.cnvlutin.units, cnv.cnvlutin.lanes, cnv.cnvlutin.brick_size) == (16, 16, 16)
+    assert cnv.cnvlutin.pack_taps is False  # DaDianNao / Cnvlutin: a brick group never mixes taps
 
 
 def test_every_section_optional_and_name_from_file(tmp_path):
@@ -159,6 +160,16 @@ def test_overrides_parse_toml_values_with_string_fallback():
     assert cfg.eie.num_pes == 32 and cfg.sparsity.activations == "gate"
     assert cfg.arch.clock_mhz == 1000.0 and cfg.arch.name == "128"
     assert cfg.energy.table == "my table.toml"
+
+
+def test_boolean_keys_take_true_or_false_only(tmp_path):
+    assert load_arch("cnvlutin", ["cnvlutin.pack_taps=true"]).cnvlutin.pack_taps is True
+    assert error_of("cnvlutin", ["cnvlutin.pack_taps=1"]) == (
+        "--set cnvlutin.pack_taps: cnvlutin.pack_taps must be true or false, got 1"
+    )
+    path = tmp_path / "a.toml"
+    path.write_text('[arch]\ndataflow = "cnvlutin"\n[cnvlutin]\npack_taps = "no"\n')
+    assert error_of(str(path)) == f"{path}: cnvlutin.pack_taps must be true or false, got 'no'"
 
 
 def test_override_errors():
