@@ -83,6 +83,39 @@ def test_relu_zeros_need_a_relu():
         _relu_zeros(model, zoo.activation_masks(model), {"fc2": 0.3}, images)
 
 
+def test_relu_zeros_set_layers_in_execution_order():
+    """Setting a later layer's density first would be undone by the earlier layer's shift: the
+    layers are set in the order their inputs are computed, whatever order the masks are listed."""
+    import torch
+    from torch import nn
+
+    from accelsim.models.masks import ActivationMask
+    from accelsim.traces.synthetic import _relu_zeros
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc2_mask, self.fc2 = ActivationMask(), nn.Linear(32, 8)  # registered first
+            self.fc1 = nn.Linear(16, 32)
+            self.fc0 = nn.Linear(10, 16)
+            self.fc1_mask = ActivationMask()
+
+        def forward(self, x):
+            x = self.fc1(self.fc1_mask(torch.relu(self.fc0(x))))
+            return self.fc2(self.fc2_mask(torch.relu(x)))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    masks = {"fc2": net.fc2_mask, "fc1": net.fc1_mask}  # listed later layer first
+    images = torch.randn(64, 10)
+    with torch.no_grad():
+        _relu_zeros(net, masks, {"fc2": 0.25, "fc1": 0.15}, images)
+        h1 = torch.relu(net.fc0(images))
+        h2 = torch.relu(net.fc1(h1))
+    assert abs(float((h1 != 0).float().mean()) - 0.15) < 0.01
+    assert abs(float((h2 != 0).float().mean()) - 0.25) < 0.01
+
+
 def test_bad_density_is_a_user_error(tmp_path):
     with pytest.raises(AccelsimError, match="unknown layer"):
         synthetic_trace("lenet4", tmp_path / "x", 1.0, {"fc9": 0.2})

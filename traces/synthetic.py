@@ -63,8 +63,9 @@ def _biased_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
 
 
 def _producers(model, masks: dict, images) -> dict[str, str]:
-    """{layer: name of the last module with a bias that runs before the layer's mask}: shifting
-    that bias moves the layer's input through ReLU, pooling and additions, monotonically."""
+    """{layer: name of the last module with a bias that runs before the layer's mask}, in the
+    order the masks run: shifting that bias moves the layer's input through ReLU, pooling and
+    additions, monotonically."""
     last: list[str | None] = [None]
     found: dict[str, str | None] = {}
     by_mask: dict[int, list[str]] = {}
@@ -89,10 +90,13 @@ def _relu_zeros(model, masks: dict, targets: dict[str, float], images) -> dict[s
     """Shift, in execution order, the bias feeding each target layer's input until the input's
     density over `images` is the target (bisection on the shift). Returns {layer: shift}."""
     producers = _producers(model, masks, images)
+    idle = sorted(set(targets) - set(producers))
+    if idle:
+        raise AccelsimError(f"layer {idle[0]}: its activation mask never runs in a forward pass")
     biased = _biased_modules(model)
     shifts: dict[str, float] = {}
     done: dict[int, str] = {}
-    for layer in (n for n in masks if n in targets):
+    for layer in (n for n in producers if n in targets):  # execution order: earlier first
         if id(masks[layer]) in done:  # a mask shared with a layer already set (ResNet shortcut)
             shifts[layer] = shifts[done[id(masks[layer])]]
             continue
