@@ -38,23 +38,15 @@ def conv_dims(geo: LayerGeometry) -> tuple[int, ...]:
 
 
 def check_layer(layer: LayerRecord) -> None:
-    """One-line errors for a layer whose shapes do not fit together."""
+    """One-line errors for a layer whose shapes do not fit together (the trace validator's
+    geometry rules, then the arrays against the geometry)."""
+    from accelsim.traces.validate import check_geometry
+
     geo = layer.geometry
     name = geo.name
-    if geo.kind not in ("linear", "conv2d"):
-        raise AccelsimError(f"layer {name!r}: unknown kind {geo.kind!r}")
-    want_in = 1 if geo.kind == "linear" else 3
-    if len(geo.in_shape) != want_in or len(geo.out_shape) != want_in:
-        raise AccelsimError(f"layer {name!r}: {geo.kind} needs {want_in}-d in/out shapes")
-    c, h, w, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw = conv_dims(geo)
-    if min(kh, kw, sh, sw, dh, dw, geo.groups) < 1 or min(ph, pw) < 0:
+    if min(*geo.kernel, *geo.stride, *geo.dilation, geo.groups) < 1 or min(geo.padding) < 0:
         raise AccelsimError(f"layer {name!r}: kernel/stride/dilation/groups must be >= 1")
-    if c % geo.groups or m % geo.groups:
-        raise AccelsimError(f"layer {name!r}: groups={geo.groups} must divide {c} and {m}")
-    eh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ew = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    if (oh, ow) != (eh, ew):
-        raise AccelsimError(f"layer {name!r}: output {oh}x{ow} does not match the conv ({eh}x{ew})")
+    check_geometry(geo, f"layer {name!r}")
     if tuple(layer.weight.shape) != tuple(geo.weight_shape):
         raise AccelsimError(
             f"layer {name!r}: weight shape {tuple(layer.weight.shape)} != {tuple(geo.weight_shape)}"
