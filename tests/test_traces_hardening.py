@@ -265,6 +265,44 @@ def test_validate_runs_the_functional_check(tmp_path, valid):
     assert "functional check failed" in res.stderr
 
 
+@settings(max_examples=40, deadline=None, database=None)
+@given(data=st.data())
+def test_functional_recompute_matches_torch(data):
+    """traces.functional's numpy recompute equals torch's conv2d/linear on random geometries
+    (groups, stride, padding, dilation, bias, sparse inputs)."""
+    import torch
+    import torch.nn.functional as F
+
+    from accelsim.traces.functional import recompute_outputs
+    from accelsim.traces.schema import LayerRecord, SparseBatch
+    from accelsim.traces.validate import conv_out_size
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    s = data.draw(st.integers(1, 3))
+    if data.draw(st.booleans()):
+        f, m = data.draw(st.integers(1, 20)), data.draw(st.integers(1, 8))
+        g = LayerGeometry("fc", "linear", (f,), (m,), has_bias=data.draw(st.booleans()))
+    else:
+        groups = data.draw(st.integers(1, 3))
+        c, m = groups * data.draw(st.integers(1, 3)), groups * data.draw(st.integers(1, 3))
+        k, st_, p, d = (tuple(data.draw(st.integers(lo, hi)) for _ in range(2))
+                        for lo, hi in ((1, 3), (1, 3), (0, 2), (1, 2)))
+        h, w = (data.draw(st.integers(d[i] * (k[i] - 1) + 1, 8)) for i in range(2))
+        out = (m, *(conv_out_size((h, w)[i], k[i], st_[i], p[i], d[i]) for i in range(2)))
+        g = LayerGeometry("c", "conv2d", (c, h, w), out, k, st_, p, d, groups,
+                          data.draw(st.booleans()))
+    w = rng.standard_normal(g.weight_shape).astype(np.float32)
+    b = rng.standard_normal(g.out_shape[0]).astype(np.float32) if g.has_bias else None
+    x = np.where(rng.random((s, *g.in_shape)) < 0.5, rng.standard_normal((s, *g.in_shape)),
+                 0).astype(np.float32)
+    rec = LayerRecord(g, w, None, b, SparseBatch.from_dense(x))
+    tb = None if b is None else torch.from_numpy(b)
+    want = (F.linear(torch.from_numpy(x), torch.from_numpy(w), tb) if g.kind == "linear" else
+            F.conv2d(torch.from_numpy(x), torch.from_numpy(w), tb, g.stride, g.padding,
+                     g.dilation, g.groups)).numpy()
+    np.testing.assert_allclose(recompute_outputs(rec, 0, s), want, rtol=1e-4, atol=1e-5)
+
+
 # ---------------------------------------------------------------- fuzzing
 
 FUZZ = settings(max_examples=60, deadline=None, database=None,
@@ -353,6 +391,22 @@ def test_fuzz_metadata_mutations(tmp_path, worker, valid, data):
         _resave(path, meta, tensors, crc=fmt.metadata_crc32(original))
         got = _check(worker, path)
         assert got["status"] == "user" and "metadata is corrupt" in got["msg"]
+
+
+@FUZZ
+@given(out_f=st.integers(1, 10**7), in_f=st.integers(4, 10**7))
+def test_fuzz_claimed_sizes(tmp_path, worker, out_f, in_f):
+    """A one-weight masked layer claiming random sizes: accepted exactly when within the
+    bounds, refused with the bounds message otherwise, always under the memory limit."""
+    if out_f * in_f <= 5:
+        return
+    path = tmp_path / "b.trace.safetensors"
+    _bomb(path, out_f, in_f)
+    got = _check(worker, path)
+    within = out_f * in_f <= fmt.element_allowance(os.path.getsize(path))
+    assert (got["status"] == "ok") == within, got
+    if not within:
+        assert "claims" in got["msg"] and "section 4.1" in got["msg"]
 
 
 # ---------------------------------------------------------------- killed writer

@@ -28,6 +28,7 @@ SUPPORTED_VERSIONS = (1, 2)
 ELEMENTS_PER_FILE_BYTE = 1024
 MIN_ELEMENT_ALLOWANCE = 1 << 22
 MAX_INDEXED_ELEMENTS = 1 << 32  # weight.indices and activation indices are at most uint32
+MAX_KERNEL_TAPS = 1 << 16  # kernel_h x kernel_w: readers loop over taps (large-kernel CNNs: ~2,600)
 MAX_JSON_INT = (1 << 63) - 1  # every integer in the metadata fits int64
 
 MASK_SCHEMES = ("topk", "threshold-prediction", "static-threshold")

@@ -39,24 +39,23 @@ def recompute_outputs(rec: LayerRecord, lo: int, hi: int) -> np.ndarray:
 
 
 def _conv2d(x: np.ndarray, w: np.ndarray, g) -> np.ndarray:
-    """Direct convolution, one kernel tap at a time (no im2col: memory stays ~ input + output)."""
+    """Direct convolution, one kernel tap at a time over all groups at once (no im2col: memory
+    stays ~ input + output; the loop is over the kernel's taps only)."""
     s, c, h, wd = x.shape
     m, oh, ow = g.out_shape
     (kh, kw), (sy, sx), (py, px), (dy, dx) = g.kernel, g.stride, g.padding, g.dilation
-    padded = np.zeros((s, c, h + 2 * py, wd + 2 * px))
-    padded[:, :, py:py + h, px:px + wd] = x
-    cg, mg = c // g.groups, m // g.groups
-    out = np.zeros((s, m, oh, ow))
-    for grp in range(g.groups):
-        xs = padded[:, grp * cg:(grp + 1) * cg]
-        ws = w[grp * mg:(grp + 1) * mg]
-        for ky in range(kh):
-            for kx in range(kw):
-                y0, x0 = ky * dy, kx * dx
-                win = xs[:, :, y0:y0 + sy * (oh - 1) + 1:sy, x0:x0 + sx * (ow - 1) + 1:sx]
-                out[:, grp * mg:(grp + 1) * mg] += np.einsum("mc,schw->smhw", ws[:, :, ky, kx], win,
-                                                            optimize=True)
-    return out
+    groups = g.groups
+    cg, mg = c // groups, m // groups
+    padded = np.zeros((s, groups, cg, h + 2 * py, wd + 2 * px))
+    padded[:, :, :, py:py + h, px:px + wd] = x.reshape(s, groups, cg, h, wd)
+    wg = w.reshape(groups, mg, cg, kh, kw)
+    out = np.zeros((s, groups, mg, oh, ow))
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dy, kx * dx
+            win = padded[:, :, :, y0:y0 + sy * (oh - 1) + 1:sy, x0:x0 + sx * (ow - 1) + 1:sx]
+            out += np.einsum("gmc,sgchw->sgmhw", wg[:, :, :, ky, kx], win, optimize=True)
+    return out.reshape(s, m, oh, ow)
 
 
 def check_outputs(rec: LayerRecord, where: str) -> int:

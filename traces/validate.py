@@ -137,6 +137,9 @@ def check_bounds(g: LayerGeometry, num_samples: int, where: str, file_bytes: int
         if n > limit:
             fail(where, f"claims {n:,} {what} elements; a trace of {file_bytes:,} bytes may claim "
                         f"at most {limit:,} per array (bounds: docs/trace-format.md, section 4.1)")
+    if g.kernel[0] * g.kernel[1] > fmt.MAX_KERNEL_TAPS:
+        fail(where, f"kernel {g.kernel[0]}x{g.kernel[1]} has more than {fmt.MAX_KERNEL_TAPS:,} "
+                    "taps (bounds: docs/trace-format.md, section 4.1)")
     for what, n in (("weight", math.prod(g.weight_shape)), ("per-sample input", math.prod(g.in_shape))):
         if n > fmt.MAX_INDEXED_ELEMENTS:
             fail(where, f"{what} has {n:,} elements; indices are uint32 (at most "
