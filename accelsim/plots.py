@@ -154,13 +154,19 @@ def plot_energy(report: pd.DataFrame, out: str | Path) -> None:
 
 
 def plot_cycles(report: pd.DataFrame, out: str | Path) -> None:
-    """Cycles per inference of every layer, one group of bars per layer and run."""
+    """Cycles per inference of every layer, one group of bars per layer and run. A report from
+    `accelsim run --per-multiplier N` (one N throughout) is plotted at N multipliers."""
     plt = pyplot()
     traces = list(dict.fromkeys(report["trace"]))
+    iso = ("iso_cycles" in report.columns and report["iso_cycles"].notna().all()
+           and report["iso_multipliers"].nunique() == 1)
+    column = "iso_cycles" if iso else "cycles"
+    ylabel = (f"cycles at {int(report['iso_multipliers'].iloc[0])} multipliers (log)" if iso
+              else "cycles per inference (log)")
     fig, axes = plt.subplots(len(traces), 1, figsize=(8, 3.2 * len(traces)), squeeze=False)
     for ax, trace in zip(axes[:, 0], traces):
         sub = report[report["trace"] == trace].pivot_table(
-            index=["layer_index", "layer"], columns=["arch", "variant"], values="cycles", sort=False,
+            index=["layer_index", "layer"], columns=["arch", "variant"], values=column, sort=False,
         ).dropna(axis=1, how="all")
         layers = [name for _, name in sub.index]
         x = np.arange(len(layers))
@@ -171,7 +177,7 @@ def plot_cycles(report: pd.DataFrame, out: str | Path) -> None:
         ax.set_yscale("log")
         ax.set_xticks(x, [mpl_text(name) for name in layers])
         ax.set_xlabel("layer")
-        ax.set_ylabel("cycles per inference (log)")
+        ax.set_ylabel(ylabel)
         ax.set_title(mpl_text(short_name(trace)))
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3, which="both")

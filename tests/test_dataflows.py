@@ -145,3 +145,27 @@ def test_run_per_multiplier_scales_cycles_to_a_common_multiplier_count(tmp_path,
     assert (frames[("cnvlutin", "64")]["peak_macs_per_cycle"] == 4096).all()
     assert np.allclose(frames[("eie64", "--per-multiplier")]["iso_cycles"],
                        frames[("eie64", "--per-multiplier")]["cycles"])  # 64 PEs at 64
+
+
+def test_plot_cycles_draws_iso_cycles_of_a_per_multiplier_report(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import accelsim.plots as plots
+    from accelsim.report import per_multiplier
+
+    report = pd.DataFrame({"trace": ["t"] * 2, "layer_index": [0, 0], "layer": ["fc"] * 2,
+                           "arch": ["eie64", "cnvlutin"], "variant": ["sparse"] * 2,
+                           "cycles": [100.0, 10.0], "time_us": [0.125, 0.0125],
+                           "peak_macs_per_cycle": [64, 4096], "energy_pj": [1.0, 1.0]})
+    drawn = {}
+
+    def keep(fig, out):
+        ax = fig.axes[0]
+        drawn["heights"] = sorted(p.get_height() for p in ax.patches)
+        drawn["ylabel"] = ax.get_ylabel()
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    plots.plot_cycles(per_multiplier(report, 64), tmp_path / "c.png")
+    assert drawn["heights"] == [100.0, 640.0] and drawn["ylabel"] == "cycles at 64 multipliers (log)"
+    plots.plot_cycles(report, tmp_path / "c.png")
+    assert drawn["heights"] == [10.0, 100.0] and drawn["ylabel"] == "cycles per inference (log)"
