@@ -88,7 +88,7 @@ def _producers(model, masks: dict, images) -> dict[str, str]:
 
 def _relu_zeros(model, masks: dict, targets: dict[str, float], images) -> dict[str, float]:
     """Shift, in execution order, the bias feeding each target layer's input until the input's
-    density over `images` is the target (bisection on the shift). Returns {layer: shift}."""
+    density over `images` is the target (false position on the shift). Returns {layer: shift}."""
     producers = _producers(model, masks, images)
     idle = sorted(set(targets) - set(producers))
     if idle:
@@ -113,19 +113,23 @@ def _relu_zeros(model, masks: dict, targets: dict[str, float], images) -> dict[s
             seen["x"] = args[0]
             raise _Stop
 
-        def density(t: float) -> float:
-            bias.copy_(base - t)
-            h = masks[layer].register_forward_pre_hook(grab)
-            try:
-                model(images)
-            except _Stop:
-                pass
-            finally:
-                h.remove()
-            return float((seen["x"] != 0).float().mean())
+        memo: dict[float, float] = {}
 
-        lo, hi = -1.0, 1.0  # density(lo) >= target > density(hi), widened as needed
+        def density(t: float) -> float:
+            if t not in memo:
+                bias.copy_(base - t)
+                h = masks[layer].register_forward_pre_hook(grab)
+                try:
+                    model(images)
+                except _Stop:
+                    pass
+                finally:
+                    h.remove()
+                memo[t] = float((seen["x"] != 0).float().mean())
+            return memo[t]
+
         want = targets[layer]
+        lo, hi = -1.0, 1.0  # density(lo) >= target > density(hi), widened as needed
         while density(lo) < want and lo > -1e12:
             lo *= 4
         while density(hi) > want and hi < 1e12:
@@ -134,20 +138,26 @@ def _relu_zeros(model, masks: dict, targets: dict[str, float], images) -> dict[s
             raise AccelsimError(
                 f"layer {layer}: no bias shift brings its input below {100 * density(hi):.1f}% "
                 f"density (no ReLU in front of it?); use --masks topk")
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            got = density(mid)
-            if abs(got - want) < 5e-4:  # as close as a quantile of the samples gets
-                lo = hi = mid
+        # false position (Illinois) on the monotone density, bisecting when it stalls
+        f_lo, f_hi, side = density(lo) - want, density(hi) - want, 0
+        for i in range(40):
+            if abs(f_lo) < 5e-4 or abs(f_hi) < 5e-4:  # as close as a quantile of the samples gets
                 break
-            if got >= want:
-                lo = mid
+            mid = 0.5 * (lo + hi) if i % 4 == 3 or f_lo == f_hi else lo + f_lo * (hi - lo) / (f_lo - f_hi)
+            f_mid = density(mid) - want
+            if f_mid >= 0:
+                lo, f_lo = mid, f_mid
+                f_hi = f_hi / 2 if side == -1 else f_hi
+                side = -1
             else:
-                hi = mid
+                hi, f_hi = mid, f_mid
+                f_lo = f_lo / 2 if side == 1 else f_lo
+                side = 1
         t = lo if abs(density(lo) - want) <= abs(density(hi) - want) else hi
         if abs(density(t) - want) > 0.02:
             raise AccelsimError(f"layer {layer}: ReLU zeros reach {100 * density(t):.1f}% density, "
                                 f"not {100 * want:.1f}%; use --masks topk")
+        bias.copy_(base - t)  # the chosen shift (density() may have answered from its memo)
         shifts[layer] = t
     return shifts
 
