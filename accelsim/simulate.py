@@ -100,10 +100,12 @@ def simulate_layer(
     topk = {"topk_latency": 0.0, "topk_exposed_cycles": 0.0, "topk_mismatches": 0.0, "topk_kept": 0.0,
             "topk_shared": float(mask_shared and has_dynamic_mask(layer))}
     topk_exposed_total = 0
+    unit = "none"
     if variant.label == "sparse" and has_dynamic_mask(layer) and not mask_shared:
         from accelsim.topk import simulate_topk
 
         t = arch.topk
+        unit = t.scheme
         tk = simulate_topk(
             layer,
             scheme=t.scheme,
@@ -121,6 +123,10 @@ def simulate_layer(
             "topk_kept": float(np.sum(tk.kept)) / samples,
             "topk_shared": 0.0,
         }
+
+    # Which masks made the operands the arrays time, and which unit's cost is charged for them.
+    topk["mask_scheme"] = layer.mask_params.scheme if layer.mask_params is not None else "none"
+    topk["topk_unit"] = unit
 
     compute_cycles = int(np.sum(result.cycles))
     mem = memory_traffic(layer, arch, result.cycles)
@@ -236,3 +242,41 @@ def simulate_trace(
             if on_layer is not None:
                 on_layer(name, f"{layer.name} ({variant.label})")
     return rows
+
+
+def mask_mismatch_warning(trace_name: str, unit: str, mask_schemes) -> str | None:
+    """One warning line when the top-k unit is not the scheme that made the trace's masks.
+
+    The arrays always time the trace's operands; a threshold unit replayed on exact top-k masks
+    (or an exact unit on threshold-prediction masks) charges one scheme's latency and compares
+    for the activations another scheme kept."""
+    from accelsim.topk import EXACT
+
+    computes = "topk" if EXACT.get(unit, True) else "threshold-prediction"
+    other = sorted({"topk", "threshold-prediction"} & set(mask_schemes) - {computes})
+    if not other:
+        return None
+    fix = ("record it with `accelsim trace record --eps` to time threshold prediction" if other[0] == "topk"
+           else "replay it with `--set topk.scheme=threshold`, or record it without --eps")
+    return (f"warning: {trace_name}: masks made by {other[0]}, top-k unit {unit}: the arrays time the "
+            f"{other[0]} activations; {fix}")
+
+
+def trace_mask_schemes(path: str | Path) -> set[str]:
+    """The dynamic-mask schemes that made a trace's masks (empty without dynamic masks)."""
+    from accelsim.traces import open_trace
+
+    return {layer["mask"]["scheme"] for layer in open_trace(path).meta["layers"] if layer.get("mask")}
+
+
+def matching_topk_unit(path: str | Path, unit: str) -> str:
+    """`unit`, or the threshold unit where the trace's masks came from threshold prediction
+    (and an exact unit, bitonic, where a threshold unit would meet exact top-k masks)."""
+    from accelsim.topk import EXACT
+
+    schemes = trace_mask_schemes(path)
+    if EXACT.get(unit, True) and "threshold-prediction" in schemes:
+        return "threshold"
+    if not EXACT.get(unit, True) and "topk" in schemes:
+        return "bitonic"
+    return unit

@@ -21,18 +21,22 @@ GOLDEN_ARCHS = ("eie64", "cnvlutin")
 
 
 def current_report(arch_spec: str, overrides: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
-    """Report of every reference trace on one preset, as `accelsim run` computes it."""
+    """Report of every reference trace on one preset, as `accelsim run` computes it, each trace
+    with the top-k unit of the scheme that made its masks (exact top-k: the preset's unit)."""
     from accelsim.arch import load_arch
     from accelsim.cli_sim import reference_traces
     from accelsim.energy import load_energy_table
     from accelsim.report import to_frame
-    from accelsim.simulate import simulate_trace
+    from accelsim.simulate import matching_topk_unit, simulate_trace
 
     arch = load_arch(arch_spec, overrides)
     energy = load_energy_table(arch.energy.table)
     rows = []
     for trace in reference_traces():
-        rows += simulate_trace(trace, arch, energy, source=arch_spec, overrides=overrides)
+        unit = matching_topk_unit(trace, arch.topk.scheme)
+        mine_overrides = list(overrides) if unit == arch.topk.scheme else [*overrides, f"topk.scheme={unit}"]
+        mine = arch if unit == arch.topk.scheme else load_arch(arch_spec, mine_overrides)
+        rows += simulate_trace(trace, mine, energy, source=arch_spec, overrides=mine_overrides)
     return to_frame(rows)
 
 

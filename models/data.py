@@ -21,7 +21,7 @@ import torch
 
 from accelsim.errors import AccelsimError
 
-from .transforms import NORMALIZATION, Transform, to_float_normalized
+from .transforms import Transform, scale_to_unit
 
 ENV_VAR = "ACCELSIM_DATA"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -461,17 +461,15 @@ def make_batches(
     """Yield (x float32 (B, C, H, W), y int64 (B,)) batches, built with whole-batch tensor ops
     in this process (no workers: fastest on a couple of cores).
 
-    transform(x_uint8, generator) -> float32; default: normalise with the data set's mean/std.
+    transform(x_uint8, generator) -> float32; default: pixels scaled to [0, 1], so zero pixels
+    stay zero (a mean/std normalisation, which moves them, is opt-in: pass one as transform).
     One torch.Generator seeded by `seed` drives both the shuffle and the transform, so the same
     seed gives the same batches; pass seed + epoch for a new order each epoch.
     """
     if batch_size < 1:
         raise AccelsimError(f"batch size must be >= 1, got {batch_size}")
     if transform is None:
-        mean, std = NORMALIZATION[image_set.name]
-
-        def transform(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-            return to_float_normalized(x, mean, std)
+        transform = scale_to_unit
 
     g = torch.Generator().manual_seed(int(seed))
     n = len(image_set)

@@ -69,5 +69,9 @@ def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
                        "accuracy": info.get("metrics", {}).get("accuracy"),
                        "recipe": info.get("recipe", {}).get("name")},
     }
+    if any(m != 0.0 for m in now["mean"]):
+        meta["warnings"] = [f"inputs normalised with mean {now['mean']} and std {now['std']}: zero "
+                            "pixels become non-zero, so the first layer's input density is not "
+                            "the images' (normalisation is the recipe's opt-in)"]
     rec.write(out_path, meta)
     return meta

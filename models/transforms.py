@@ -54,6 +54,12 @@ def to_float_normalized(
     return (images_uint8.to(torch.float32).div_(255.0) - m).div_(s)
 
 
+def scale_to_unit(images_uint8: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float32 x / 255: zero pixels stay exactly zero (the default input)."""
+    c = images_uint8.shape[1] if images_uint8.dim() == 4 else 1
+    return to_float_normalized(images_uint8, (0.0,) * c, (1.0,) * c)
+
+
 def _crop_at(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
     """Crop sample b at (top[b], left[b]) to size x size, with one gather for the whole batch."""
     n = x.shape[0]
@@ -110,17 +116,21 @@ def random_flip(
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
 
 
-def standard_transform(dataset: str, train: bool, crop_size: int | None = None) -> Transform:
+def standard_transform(dataset: str, train: bool, crop_size: int | None = None,
+                       normalize: bool = False) -> Transform:
     """The usual pipeline for a data set, as a make_batches transform.
 
-    mnist: pixels scaled to [0, 1], no mean subtraction, so the background stays exactly zero:
-    that is the input a zero-skipping accelerator sees, and what the JPnet tables assume (LeNet-4
-    conv1's 11.5% MAC share = 60% weights x ~19% non-zero pixels). cifar10, train: pad-4 random 32x32 crop + flip (or, with
-    crop_size < 32, an unpadded random crop + flip); eval: centre crop when crop_size < 32.
+    Pixels are scaled to [0, 1], so zero pixels stay exactly zero: that is the input a
+    zero-skipping accelerator sees, and what the JPnet tables assume (LeNet-4 conv1's 11.5% MAC
+    share = 60% weights x ~19% non-zero pixels). normalize=True (opt-in) subtracts the data set's
+    mean and divides by its std, which moves every zero pixel. cifar10, train: pad-4 random 32x32
+    crop + flip (or, with crop_size < 32, an unpadded random crop + flip); eval: centre crop when
+    crop_size < 32.
     """
     if dataset not in NORMALIZATION:
         raise ValueError(f"standard_transform: unknown data set {dataset!r}")
-    mean, std = NORMALIZATION[dataset] if dataset != "mnist" else ((0.0,), (1.0,))
+    c = len(NORMALIZATION[dataset][0])
+    mean, std = NORMALIZATION[dataset] if normalize else ((0.0,) * c, (1.0,) * c)
 
     def apply(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if dataset == "cifar10":

@@ -27,23 +27,6 @@ CIFAR_BATCH1_COUNTS = [1005, 974, 1032, 1016, 999, 937, 1030, 1001, 1025, 981]
 CIFAR_TEST1000_COUNTS = [103, 89, 100, 103, 90, 86, 112, 102, 106, 109]
 
 
-def _find(dataset: str) -> Path:
-    try:
-        return D.find_dataset_dir(dataset)
-    except AccelsimError as exc:
-        pytest.skip(f"{dataset} data not found on the default search path: {exc}")
-
-
-@pytest.fixture(scope="module")
-def mnist_dir() -> Path:
-    return _find("mnist")
-
-
-@pytest.fixture(scope="module")
-def cifar_dir() -> Path:
-    return _find("cifar10")
-
-
 @pytest.fixture(scope="module")
 def mnist_train(mnist_dir):
     return D.load_mnist("train")
@@ -327,8 +310,9 @@ def test_subset_and_batches(mnist_test):
     assert not torch.equal(other[1], batches[0][1])
     plain = list(D.make_batches(sub, 256, drop_last=True))
     assert len(plain) == 3 and torch.equal(plain[0][1], sub.labels[:256])
-    expect = T.to_float_normalized(sub.images[:256], T.MNIST_MEAN, T.MNIST_STD)
-    assert torch.equal(plain[0][0], expect)
+    # the default keeps zero pixels zero: the input density a zero-skipping array sees
+    assert torch.equal(plain[0][0], sub.images[:256].float() / 255)
+    assert torch.equal(plain[0][0] == 0, sub.images[:256] == 0)
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -375,15 +359,17 @@ def test_crops_and_flip():
 
 def test_standard_transforms():
     x = _batch()
-    tr = T.standard_transform("cifar10", train=True)
+    tr = T.standard_transform("cifar10", train=True, normalize=True)
     a = tr(x, torch.Generator().manual_seed(0))
     assert a.shape == (16, 3, 32, 32) and a.dtype == torch.float32
     assert torch.equal(a, tr(x, torch.Generator().manual_seed(0)))
     small = T.standard_transform("cifar10", train=True, crop_size=24)(x, torch.Generator())
     assert small.shape == (16, 3, 24, 24)
-    ev = T.standard_transform("cifar10", train=False, crop_size=24)(x, None)
+    ev = T.standard_transform("cifar10", train=False, crop_size=24, normalize=True)(x, None)
     expect = T.to_float_normalized(x[:, :, 4:28, 4:28], T.CIFAR10_MEAN, T.CIFAR10_STD)
     assert torch.equal(ev, expect)
+    plain = T.standard_transform("cifar10", train=False, crop_size=24)(x, None)
+    assert torch.equal(plain, x[:, :, 4:28, 4:28].float() / 255)  # the default: no normalisation
     with pytest.raises(ValueError, match="expected uint8"):
         T.to_float_normalized(x.float(), T.CIFAR10_MEAN, T.CIFAR10_STD)
 

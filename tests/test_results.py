@@ -35,7 +35,7 @@ def test_table_iii_totals_use_the_pooled_sizes_the_next_layer_sees():
     assert row.mac_pct_estimate == pytest.approx(1.2, abs=0.1)
 
 
-def test_measure_checkpoint_on_real_images(tmp_path):
+def test_measure_checkpoint_on_real_images(tmp_path, mnist_dir):
     """Dense weights: the exact count equals the estimate layer by layer (independence is exact
     when every weight is non-zero); pruning a layer's weights shows up in Weight %."""
     import torch

@@ -25,13 +25,10 @@ VAL_SIZE, LIMIT, SEED = 5000, 200, 0
 
 # ---- fixtures -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def mnist_train():
+def mnist_train(mnist_dir):
     from accelsim.models.data import load_dataset
 
-    try:
-        return load_dataset("mnist", "train")
-    except AccelsimError as exc:
-        pytest.skip(f"MNIST not found on the default search path: {exc}")
+    return load_dataset("mnist", "train")
 
 
 @pytest.fixture(scope="module")

@@ -244,8 +244,9 @@ def test_layer_without_mask_is_an_error():
     dict(scheme="static-threshold", threshold=1.0),
 ])
 def test_zero_mismatches_on_masks_made_by_the_zoo(scheme_params):
-    torch = pytest.importorskip("torch")
-    masks = pytest.importorskip("accelsim.models.masks")
+    import torch
+
+    from accelsim.models import masks
     mod = masks.ActivationMask(**scheme_params)
     x = torch.from_numpy(_tied(s=5, n=4 * 3 * 3, seed=10).reshape(5, 4, 3, 3))
     m = mod.compute_mask(x).numpy().reshape(5, -1)

@@ -13,13 +13,10 @@ from accelsim.models.train import train
 
 
 @pytest.fixture(scope="module")
-def mnist():
+def mnist(mnist_dir):
     from accelsim.models.data import load_dataset
 
-    try:
-        tr, te = load_dataset("mnist", "train"), load_dataset("mnist", "test")
-    except AccelsimError as exc:
-        pytest.skip(f"MNIST not found on the default search path: {exc}")
+    tr, te = load_dataset("mnist", "train"), load_dataset("mnist", "test")
     return tr.subset(range(1280)), te.subset(range(500))
 
 

@@ -1,0 +1,35 @@
+"""Shared fixtures. Data-dependent tests find MNIST / CIFAR-10 the way users do (--data-dir,
+$ACCELSIM_DATA, the default search path). Where the data is absent they skip, saying why; with
+ACCELSIM_REQUIRE_DATA=1 (set by .ci/run when it finds the data) a missing data set fails them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from accelsim.errors import AccelsimError
+
+
+def dataset_dir(name: str) -> Path:
+    """The folder holding data set `name`, else skip (or fail where the data is required)."""
+    from accelsim.models.data import find_dataset_dir
+
+    try:
+        return find_dataset_dir(name)
+    except AccelsimError as exc:
+        reason = f"{name} data not found: {exc}"
+        if os.environ.get("ACCELSIM_REQUIRE_DATA") == "1":
+            pytest.fail(f"{reason} (ACCELSIM_REQUIRE_DATA=1)", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    return dataset_dir("mnist")
+
+
+@pytest.fixture(scope="session")
+def cifar_dir() -> Path:
+    return dataset_dir("cifar10")
