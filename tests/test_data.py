@@ -379,3 +379,38 @@ def test_mnist_standard_transform_keeps_background_zero():
     x = torch.tensor([[[[0, 255], [51, 0]]]], dtype=torch.uint8)
     out = T.standard_transform("mnist", train=True)(x, None)
     assert torch.equal(out, torch.tensor([[[[0.0, 1.0], [0.2, 0.0]]]]))
+
+
+@pytest.mark.parametrize("model", ["lenet4", "convnet5"])
+def test_a_trace_says_when_its_inputs_were_normalised(model, tmp_path, request):
+    """MNIST inputs keep their zeros; the CIFAR-10 recipe's opt-in normalisation moves them and
+    the trace metadata carries a warning that `trace info` prints."""
+    request.getfixturevalue("mnist_dir" if model == "lenet4" else "cifar_dir")
+    from accelsim.models import zoo
+    from accelsim.models.checkpoint import save_checkpoint
+    from accelsim.models.record import record_checkpoint
+    from accelsim.models.train import input_normalization
+    from accelsim.traces import open_trace
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ck", zoo.build(model), {
+        "model": model, "model_kwargs": {}, "method": "dense",
+        "input_normalization": input_normalization(model)})
+    out = tmp_path / "t.trace.safetensors"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", D.IncompleteTestSetWarning)
+        record_checkpoint(tmp_path / "ck", 2, out, command=["test"])
+    trace = open_trace(out)
+    first = trace.layer(0).inputs
+    if model == "lenet4":
+        assert "warnings" not in trace.meta
+        assert first.density_per_sample().max() < 0.5  # the background stays zero
+    else:
+        assert len(trace.meta["warnings"]) == 1 and "zero pixels" in trace.meta["warnings"][0]
+        assert first.density_per_sample().min() > 0.99
+        from click.testing import CliRunner
+
+        from accelsim.traces.cli import trace as trace_group
+
+        shown = CliRunner().invoke(trace_group, ["info", str(out)]).output
+        assert "warning: inputs normalised with mean" in shown

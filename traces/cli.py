@@ -62,6 +62,8 @@ def info(path: str) -> None:
     elif synth:  # written before act_zeros existed: the layers' masks say it
         masked = df["dynamic_mask"].map(lambda v: isinstance(v, str)).any()
         console.print(f"activation zeros: {_ZEROS['topk' if masked else 'relu']}", highlight=False)
+    for warning in m.get("warnings") or []:
+        console.print(f"warning: {warning}", highlight=False, markup=False)
     table = Table(show_footer=True)
     tot_w = df["weights"].sum()
     dense, eff, est = df["dense_macs"].sum(), df["effective_macs"].sum(), df["estimated_macs"].sum()
