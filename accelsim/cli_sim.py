@@ -211,6 +211,7 @@ def demo_cmd(out_dir):
 
     from accelsim.plots import FIGURE_FORMATS, plot_cycles, plot_energy
     from accelsim.report import REPORT_FORMATS, write_report
+    from accelsim.arch import load_arch
     from accelsim.simulate import matching_topk_unit
 
     out = make_output_dir(out_dir, option="--out-dir")
@@ -222,10 +223,12 @@ def demo_cmd(out_dir):
     frames = []
     for arch in ("eie64", "cnvlutin"):
         start = time.monotonic()
-        # each trace with the top-k unit of the scheme that made its masks
-        for unit in dict.fromkeys(matching_topk_unit(t, "bitonic") for t in traces):
-            mine = [t for t in traces if matching_topk_unit(t, "bitonic") == unit]
-            frames.append(_simulate(mine, arch, [f"topk.scheme={unit}"], None))
+        # each trace with the top-k unit of the scheme that made its masks (else the preset's)
+        preset = load_arch(arch).topk.scheme
+        units = {t: matching_topk_unit(t, preset) for t in traces}
+        for unit in dict.fromkeys(units.values()):
+            mine = [t for t in traces if units[t] == unit]
+            frames.append(_simulate(mine, arch, [] if unit == preset else [f"topk.scheme={unit}"], None))
         click.echo(f"{arch}: simulated in {time.monotonic() - start:.1f} s")
     report = pd.concat(frames, ignore_index=True)
     print_report(report)

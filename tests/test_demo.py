@@ -10,10 +10,17 @@ def test_demo_writes_report_and_figures(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["demo", "--out-dir", str(tmp_path)])
     assert info.value.code == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "speedup vs dense" in out
     report = pd.read_csv(tmp_path / "report.csv")
-    assert set(report["arch"]) == {"eie64", "cnvlutin"}
+    assert set(report["arch"]) == {"eie64", "cnvlutin", "eie64[topk.scheme=threshold]",
+                                   "cnvlutin[topk.scheme=threshold]"}
+    # each JP trace is replayed with the top-k unit of the scheme that made its masks
+    masked = report[report["topk_unit"] != "none"]
+    units = dict(zip(masked["mask_scheme"], masked["topk_unit"]))
+    assert units == {"topk": "bitonic", "threshold-prediction": "threshold"}
+    assert "warning:" not in captured.err
     assert {"mlp3-dense.trace.safetensors", "lenet4-dense.trace.safetensors"} <= set(report["trace"])
     for fig in ("energy.png", "cycles.png"):
         data = (tmp_path / fig).read_bytes()
