@@ -112,7 +112,7 @@ class Plan:
 def make_plan(traces, grid, arch="eie64", set=None, energy=None) -> Plan:
     from accelsim import __version__
     from accelsim.api import resolve, trace_list
-    from accelsim.provenance import canonical_overrides, overrides_list
+    from accelsim.provenance import canonical_overrides, config_json, overrides_list
 
     paths = trace_list(traces)
     base = canonical_overrides(overrides_list(set))
@@ -127,7 +127,7 @@ def make_plan(traces, grid, arch="eie64", set=None, energy=None) -> Plan:
         for combo in itertools.product(*typed.values()):
             params = tuple(zip(typed, combo))
             config = resolve(arch, [*base, *overrides_list(dict(params))], energy)[0]
-            blob = json.dumps([ids[path], config.fingerprint(), table.fingerprint(), __version__])
+            blob = json.dumps([ids[path], config_json(config), table.fingerprint(), __version__])
             points.append(Point(path, params, hashlib.sha256(blob.encode()).hexdigest()[:16]))
     definition = {
         "traces": [ids[p] for p in paths], "arch": str(arch), "set": base,
