@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except MemoryError:  # the last resort: sizes are bounded before allocation, but a machine
+        # may have less free memory than a bound allows
+        click.echo("error: out of memory: the machine has less free memory than these inputs "
+                   "need (fewer samples, smaller layers or a smaller batch)", err=True)
+        sys.exit(2)
     except Exception as exc:  # the last resort for OS errors no writer or reader mapped
         reason = os_error_reason(exc)
         if reason is None:

@@ -25,7 +25,7 @@ def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
     from accelsim.models import zoo
     from accelsim.models.data import load_dataset, make_batches
     from accelsim.models.train import transform_for
-    from accelsim.traces.recorder import TraceRecorder
+    from accelsim.traces.recorder import TraceRecorder, check_recording_size
 
     if num_samples < 1:
         raise AccelsimError(f"--samples must be >= 1, got {num_samples}")
@@ -50,6 +50,8 @@ def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
                       "checkpoint with the current preprocessing", stacklevel=2)
     sub = ds.subset(range(num_samples))
     tf = transform_for(info["model"], train=False)
+    first, _ = next(iter(make_batches(ds.subset(range(1)), 1, shuffle=False, transform=tf)))
+    check_recording_size(model, first, num_samples, output_samples)
     correct = 0
     with TraceRecorder(model, output_samples=output_samples) as rec:
         for x, y in make_batches(sub, batch_size, shuffle=False, transform=tf):

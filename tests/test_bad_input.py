@@ -540,10 +540,15 @@ MEMORY_LIMIT = 1536 * 2**20  # imports need about 1 GiB of address space; no cas
     (["sweep", "eps", "--checkpoint", "c", "--out", "s.csv", "--batch-size", str(10**9)],
      "'--batch-size'"),
     (["train", "--model", "mlp3", "--out", "run", "--threads", "100000"], "'--threads'"),
-], ids=["rates", "thresholds", "samples", "batch-size", "threads"])
+    (["trace", "synth", "--model", "alexnet", "--samples", "65536", "--out", "t.safetensors"],
+     "--samples 65536: the recording would hold about 447.7 GiB"),
+], ids=["rates", "thresholds", "samples", "batch-size", "threads", "alexnet-samples"])
 def test_memory_bomb_options_refused_under_a_memory_limit(tmp_path, argv, phrase):
+    """The alexnet case is within --samples' range: it is refused by what its activations
+    would take (measured on one sample), before the 40 GB of images are made."""
     def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+        cap = MEMORY_LIMIT if "alexnet" not in argv else 2 * MEMORY_LIMIT  # its weights: 0.25 GB
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
     res = subprocess.run([sys.executable, "-m", "accelsim.cli", *argv], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120, preexec_fn=limit)

@@ -265,6 +265,49 @@ def _as_input(batch) -> torch.Tensor:
     raise AccelsimError(f"a batch must be a tensor or an (inputs, labels) pair, got {type(batch).__name__}")
 
 
+MAX_RECORDED_BYTES = 8 * 2**30  # what one recording may hold in memory (activations, outputs)
+
+
+def recorded_bytes_per_sample(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
+    """(input bytes, output bytes) the recorder keeps per sample at worst (dense activations):
+    each compute layer's input as values and indices (8 B an element), its output (4 B), and
+    the sample itself. Measured by one forward pass of `example` (one sample)."""
+    counts = [int(example[:1].numel()), 0]
+
+    def count(module, args, output):
+        counts[0] += int(args[0][:1].numel())
+        counts[1] += int(output[:1].numel())
+
+    handles = [m.register_forward_hook(count) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # leaves the RNG as it was
+            model(example[:1])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return 8 * counts[0], 4 * counts[1]
+
+
+def check_recording_size(model: nn.Module, example: torch.Tensor, num_samples: int,
+                         output_samples: int | None, option: str = "--samples") -> None:
+    """Refuse, before any sample is made or recorded, a recording larger than
+    MAX_RECORDED_BYTES (a sample count is bounded by what it costs, not by a fixed number)."""
+    per_in, per_out = recorded_bytes_per_sample(model, example)
+    n_out = num_samples if output_samples is None else min(output_samples, num_samples)
+    total = num_samples * per_in + n_out * per_out
+    if total > MAX_RECORDED_BYTES:
+        most = MAX_RECORDED_BYTES // (per_in + (per_out if output_samples is None else 0))
+        raise AccelsimError(
+            f"{option} {num_samples}: the recording would hold about {total / 2**30:.1f} GiB of "
+            f"activations (limit {MAX_RECORDED_BYTES / 2**30:.0f} GiB); at most {most} samples "
+            "of this model" + ("" if output_samples is not None else
+                               " (fewer --output-samples allow more)"))
+
+
 def record_trace(model: nn.Module, batches, out_path, meta: dict,
                  output_samples: int | None = None) -> str:
     """Run `batches` (tensors or (x, y) pairs) through `model`, write the trace, return its path."""

@@ -20,7 +20,7 @@ import os
 import torch
 
 from accelsim.errors import AccelsimError
-from accelsim.traces.recorder import record_trace
+from accelsim.traces.recorder import check_recording_size, record_trace
 
 
 def _per_layer(value, names: list[str], what: str) -> dict[str, float]:
@@ -199,6 +199,7 @@ def synthetic_trace(model_name: str, out_path, weight_density: float | dict = 1.
         a_dens = {}
     gen = torch.Generator().manual_seed(seed)
     shape = zoo.input_shape(model_name)
+    check_recording_size(model, torch.zeros((1, *shape)), num_samples, output_samples)
     images = torch.randn((num_samples, *shape), generator=gen)
     batches = [images[i:i + batch_size] for i in range(0, num_samples, batch_size)]
     info = {"weight_density": weight_density, "act_density": act_density, "act_zeros": masks,
