@@ -99,6 +99,9 @@ def plottable_report(report: pd.DataFrame, path: str | Path, figure: str) -> pd.
             raise AccelsimError(f"{where}: every energy value is zero; nothing to plot")
     else:
         frame["cycles"] = _numeric(frame, "cycles", where)
+        if "iso_cycles" in frame.columns and frame["iso_cycles"].notna().all():
+            for col in ("iso_cycles", "iso_multipliers"):  # drawn instead (run --per-multiplier)
+                frame[col] = _numeric(frame, col, where)
         index = _numeric(frame, "layer_index", where)
         if (index != np.round(index)).any():
             raise AccelsimError(f"{where}: column 'layer_index' holds a non-integer value")

@@ -179,6 +179,9 @@ BAD_REPORTS = {
     "negative-cycles": (lambda f: f.assign(cycles=[-5] + list(f["cycles"].iloc[1:])),
                         "column 'cycles' row 1 holds -5"),
     "zero-cycles": (lambda f: f.assign(cycles=0), "every cycle count of trace"),
+    "text-iso-cycles": (lambda f: f.assign(iso_cycles=["x"] + [1.0] * (len(f) - 1),
+                                           iso_multipliers=64),
+                        "column 'iso_cycles' row 1 holds 'x'"),
     "no-layer-index": (lambda f: f.drop(columns=["layer_index"]), "no 'layer_index' column"),
     "fractional-layer-index": (lambda f: f.assign(layer_index=f["layer_index"] + 0.5),
                                "'layer_index' holds a non-integer value"),
@@ -194,7 +197,7 @@ BAD_REPORTS = {
     "no-energy-components": (lambda f: f.drop(columns=[c for c in f.columns if c.startswith(
         "energy_") and c.endswith("_pj") and c != "energy_pj"]), "no per-component energy"),
 }
-PLOT_OF = {"text-cycles": "cycles", "nan-cycles": "cycles", "negative-cycles": "cycles",
+PLOT_OF = {"text-cycles": "cycles", "text-iso-cycles": "cycles", "nan-cycles": "cycles", "negative-cycles": "cycles",
            "zero-cycles": "cycles", "no-layer-index": "cycles", "fractional-layer-index": "cycles",
            "inf-energy": "energy", "text-energy": "energy", "zero-energy": "energy",
            "no-energy-components": "energy"}
