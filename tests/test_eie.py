@@ -230,7 +230,8 @@ def test_functional_outputs_match_torch(weight_mode):
 def test_effective_macs_and_gating():
     """mac counts exactly the pairs each mode pays for: skip/gate both drop zero operands."""
     rng = np.random.default_rng(6)
-    layer = make_layer(rng, c=3, h=5, w=5, m=4, k=(3, 3), pad=(1, 1), wd=0.5, ad=0.5, samples=2)
+    layer = make_layer(rng, c=3, h=5, w=7, m=4, k=(3, 2), stride=(1, 2), pad=(1, 0), wd=0.5,
+                       ad=0.5, samples=2)  # non-square everywhere: x and y cannot be swapped
     x = layer.inputs.to_dense()
     ones_w = torch.from_numpy((layer.weight != 0).astype(np.float32)).double()
     full_w = torch.ones_like(ones_w)
@@ -238,7 +239,7 @@ def test_effective_macs_and_gating():
     all_x = torch.ones_like(nz_x)
 
     def pairs(xx, ww):
-        return int(F.conv2d(xx, ww, padding=1).sum().round())
+        return int(F.conv2d(xx, ww, stride=(1, 2), padding=(1, 0)).sum().round())
 
     kw = dict(num_pes=3, fifo_depth=4, index_bits=2, empty_slice_cycles=1)
     expect = {("skip", "skip"): pairs(nz_x, ones_w), ("gate", "gate"): pairs(nz_x, ones_w),
@@ -249,7 +250,7 @@ def test_effective_macs_and_gating():
         assert r.counters["mac"] == macs, (am, wm)
     # geometry.dense_macs also counts taps on zero padding; the array never sees those
     assert expect[("none", "none")] < 2 * layer.geometry.dense_macs
-    unpadded = make_layer(rng, c=3, h=5, w=5, m=4, k=(3, 3), pad=(0, 0), samples=2)
+    unpadded = make_layer(rng, c=3, h=5, w=6, m=4, k=(3, 2), pad=(0, 0), samples=2)
     r = simulate_eie(unpadded, act_mode="none", weight_mode="none", **kw)
     assert r.counters["mac"] == 2 * unpadded.geometry.dense_macs
 
