@@ -106,19 +106,27 @@ def save_checkpoint(out_dir, model: nn.Module, info: dict) -> Path:
     meta.setdefault("command", list(sys.argv))
     meta["tensors"] = {"weights.safetensors": tensor_crcs(weights),
                        "masks.safetensors": tensor_crcs(masks)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    recover(out)
-    tmp = staging_dir(out, _LEGACY)
     try:
-        save_file(weights, str(tmp / "weights.safetensors"))
-        save_file(masks, str(tmp / "masks.safetensors"))
-        (tmp / JSON_NAME).write_text(json.dumps(meta, indent=1, sort_keys=False) + "\n")
-        for name in ("weights.safetensors", "masks.safetensors", JSON_NAME):
-            fsync_path(tmp / name)
-        fsync_path(tmp)
-        _replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # after a swap: the previous checkpoint
+        out.parent.mkdir(parents=True, exist_ok=True)
+        recover(out)
+        tmp = staging_dir(out, _LEGACY)
+        try:
+            save_file(weights, str(tmp / "weights.safetensors"))
+            save_file(masks, str(tmp / "masks.safetensors"))
+            (tmp / JSON_NAME).write_text(json.dumps(meta, indent=1, sort_keys=False) + "\n")
+            for name in ("weights.safetensors", "masks.safetensors", JSON_NAME):
+                fsync_path(tmp / name)
+            fsync_path(tmp)
+            _replace_dir(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # after a swap: the previous checkpoint
+    except Exception as exc:  # full disk, read-only file system (safetensors: Rust errors)
+        from accelsim.atomic import os_error_reason
+
+        reason = os_error_reason(exc)
+        if reason is None:
+            raise
+        raise AccelsimError(f"{out}: cannot write the checkpoint ({reason})") from None
     return out
 
 

@@ -195,6 +195,23 @@ def test_fallback_swap_without_exchange(tmp_path, monkeypatch):
     assert C.read_info(ck)["seed"] == 2 and os.listdir(tmp_path) == ["checkpoint"]
 
 
+def test_write_errors_are_one_line_naming_the_checkpoint(tmp_path):
+    info = {"model": "mlp3", "model_kwargs": {}, "method": "dense"}
+    (tmp_path / "file").write_text("x")  # a parent that is a file
+    with pytest.raises(AccelsimError, match=r"file/checkpoint: cannot write the checkpoint \("):
+        C.save_checkpoint(tmp_path / "file" / "checkpoint", zoo.build("mlp3"), info)
+    (tmp_path / "ro").mkdir()
+    os.chmod(tmp_path / "ro", 0o555)
+    try:
+        if os.access(tmp_path / "ro", os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root): read-only case")
+        with pytest.raises(AccelsimError, match=r"ro/checkpoint: cannot write the checkpoint "
+                                                r"\(Permission denied\)"):
+            C.save_checkpoint(tmp_path / "ro" / "checkpoint", zoo.build("mlp3"), info)
+    finally:
+        os.chmod(tmp_path / "ro", 0o755)
+
+
 def test_stale_folders_of_killed_writers_are_removed(tmp_path):
     ck = tmp_path / "checkpoint"
     dead = _dead_pid()
