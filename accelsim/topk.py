@@ -249,10 +249,7 @@ def _mask_inputs(layer: LayerRecord) -> tuple[SparseBatch, SparseBatch, MaskPara
 
 def _dense_rows(batch: SparseBatch, lo: int, hi: int) -> np.ndarray:
     """(hi-lo, n) float32 of samples lo..hi-1 (1.0 at listed positions for a position set)."""
-    a, b = int(batch.indptr[lo]), int(batch.indptr[hi])
-    values = None if batch.values is None else batch.values[a:b]
-    part = SparseBatch(batch.shape, batch.indptr[lo : hi + 1] - a, batch.indices[a:b], values)
-    return part.to_dense().reshape(hi - lo, -1)
+    return batch.rows(lo, hi).to_dense().reshape(hi - lo, -1)
 
 
 # ----------------------------------------------------------------------------- references

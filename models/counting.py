@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from accelsim.errors import AccelsimError
@@ -119,9 +118,9 @@ def count_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCo
 
     input_shape is per sample, e.g. (1, 28, 28). The model's train/eval mode is restored.
     """
-    input_shape = tuple(int(d) for d in input_shape)
+    from accelsim.models.forward import one_forward
+
     records: list[LayerCount] = []
-    handles = []
 
     def hook_for(name: str):
         def hook(module, args, output):
@@ -131,19 +130,6 @@ def count_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCo
 
         return hook
 
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            handles.append(module.register_forward_hook(hook_for(name)))
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros((1, *input_shape), device=device, dtype=dtype))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    one_forward(model, input_shape, [(module, "post", hook_for(name)) for name, module in
+                                     model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))])
     return records

@@ -13,12 +13,12 @@ Conv2d/Linear modules; the trace recorder reads `weight_mask`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from accelsim.maskfn import kept_count
 from accelsim.models import penalties as P
 from accelsim.models.recipes import Recipe
 
@@ -111,7 +111,7 @@ def prune_layer(module: nn.Module, density: float | None = None, q: float | None
         a = torch.where(old.flatten(), a, torch.full_like(a, -1.0))
     std = float(w.float().std(unbiased=False))
     if density is not None:
-        n_keep = max(1, int(math.floor(density * a.numel() + 0.5)))
+        n_keep = kept_count(a.numel(), density)
         idx = torch.topk(a, n_keep, largest=True, sorted=True).indices
         keep = torch.zeros(a.numel(), dtype=torch.bool, device=a.device)
         keep[idx] = True
@@ -128,22 +128,12 @@ def prune_layer(module: nn.Module, density: float | None = None, q: float | None
 def dropout_in_front(model: nn.Module, input_shape: tuple) -> dict[str, nn.Dropout]:
     """{compute layer name: the Dropout module executed between it and the previous compute
     layer}, found by one eval-mode forward on zeros with hooks (works for any module order)."""
+    from accelsim.models.forward import one_forward
+
     order: list[tuple[str, nn.Module]] = []
-    hooks = []
-    for n, m in model.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear, nn.Dropout)):
-            hooks.append(m.register_forward_pre_hook(
-                lambda mod, inp, n=n: order.append((n, mod))))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            p = next(model.parameters())
-            model(torch.zeros((1, *input_shape), dtype=p.dtype, device=p.device))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    one_forward(model, input_shape, [(m, "pre", lambda mod, inp, n=n: order.append((n, mod)))
+                                     for n, m in model.named_modules()
+                                     if isinstance(m, (nn.Conv2d, nn.Linear, nn.Dropout))])
     out, pending = {}, None
     for n, m in order:
         if isinstance(m, nn.Dropout):
@@ -454,7 +444,7 @@ class GrowingRegularization(Method):
             s = self._groups_score(mod.weight)
             sel = torch.zeros(s.numel(), dtype=torch.bool)
             if n in self.dens:
-                n_keep = max(1, int(math.floor(self.dens[n] * s.numel() + 0.5)))
+                n_keep = kept_count(s.numel(), self.dens[n])
                 order = torch.argsort(s.flatten(), descending=True, stable=True)
                 sel[order[n_keep:]] = True
             self.pruned[n] = sel.reshape(s.shape)

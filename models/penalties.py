@@ -22,6 +22,8 @@ import math
 
 import torch
 
+from accelsim.maskfn import kept_count
+
 
 def l1_penalty(w: torch.Tensor, alpha: float) -> torch.Tensor:
     return alpha * w.abs().sum()
@@ -90,6 +92,6 @@ def q_for_density(w: torch.Tensor, density: float) -> float:
     std = float(w.detach().float().std(unbiased=False))
     if std == 0.0 or density >= 1.0:
         return 0.0
-    n_keep = max(1, int(math.floor(density * a.numel() + 0.5)))
+    n_keep = kept_count(a.numel(), density)
     kth = torch.topk(a, n_keep, largest=True, sorted=True).values[-1]
     return float(kth) / std

@@ -369,7 +369,6 @@ def trace_mask_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[st
     layers = dict(compute_layers(model))
     mask_out: dict[int, str] = {}
     fed: dict[str, str] = {}
-    handles = []
 
     def on_mask(name):
         def hook(module, args, output):
@@ -387,21 +386,10 @@ def trace_mask_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[st
 
         return hook
 
-    for n, m in masks.items():
-        handles.append(m.register_forward_hook(on_mask(n)))
-    for n, m in layers.items():
-        handles.append(m.register_forward_pre_hook(on_layer(n)))
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.randn((1, *input_shape), device=device))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    from accelsim.models.forward import one_forward
+
+    one_forward(model, input_shape, [(m, "post", on_mask(n)) for n, m in masks.items()]
+                + [(m, "pre", on_layer(n)) for n, m in layers.items()], fill=torch.randn)
     return fed
 
 

@@ -24,10 +24,7 @@ def recompute_outputs(rec: LayerRecord, lo: int, hi: int) -> np.ndarray:
     """(hi - lo, *out_shape) float64: the layer (plus bias) applied to inputs of samples lo..hi-1."""
     g = rec.geometry
     b = rec.inputs
-    a, z = int(b.indptr[lo]), int(b.indptr[hi])
-    rows = np.repeat(np.arange(hi - lo), np.diff(b.indptr[lo:hi + 1]))
-    x = np.zeros((hi - lo, b.size), np.float32)
-    x[rows, np.asarray(b.indices[a:z]).astype(np.int64)] = b.values[a:z]
+    x = b.rows(lo, hi).to_dense().reshape(hi - lo, b.size)
     w = np.asarray(rec.weight, dtype=np.float32)
     if g.kind == "linear":
         out = (x @ w.T).astype(np.float64)

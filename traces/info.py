@@ -15,7 +15,7 @@ import numpy as np
 
 from accelsim.traces.schema import LayerGeometry, LayerRecord
 
-_CHUNK_ELEMS = 1 << 25  # bound on the dense boolean activation block (32 MiB)
+_CHUNK_ELEMS = 1 << 23  # bound on the dense float32 activation block (32 MiB)
 
 
 def weight_nnz_per_tap(weight: np.ndarray, g: LayerGeometry) -> np.ndarray:
@@ -61,10 +61,7 @@ def effective_macs(rec: LayerRecord) -> np.ndarray:
     step = max(1, _CHUNK_ELEMS // max(b.size, 1))
     for lo in range(0, s, step):
         hi = min(s, lo + step)
-        dense = np.zeros((hi - lo, b.size), dtype=bool)
-        a, z = int(b.indptr[lo]), int(b.indptr[hi])
-        rows = np.repeat(np.arange(hi - lo), nnz[lo:hi])
-        dense[rows, idx[a:z]] = True
+        dense = b.rows(lo, hi).to_dense() != 0  # stored activations are never zero
         hits = tap_hits(dense.reshape(hi - lo, *g.in_shape), g)
         out[lo:hi] = np.einsum("sckl,ckl->s", hits, w_nnz)
     return out

@@ -46,6 +46,12 @@ class SparseBatch:
         vals = None if self.values is None else self.values[lo:hi]
         return self.indices[lo:hi], vals
 
+    def rows(self, lo: int, hi: int) -> "SparseBatch":
+        """Samples lo..hi-1 as a batch of their own (views of the arrays, indptr rebased)."""
+        a, b = int(self.indptr[lo]), int(self.indptr[hi])
+        values = None if self.values is None else self.values[a:b]
+        return SparseBatch(self.shape, self.indptr[lo : hi + 1] - a, self.indices[a:b], values)
+
     def to_dense(self) -> np.ndarray:
         """(S, *shape) float32; for a position set, 1.0 at every listed position."""
         out = np.zeros((self.num_samples, self.size), dtype=np.float32)

@@ -20,6 +20,7 @@ import os
 import torch
 
 from accelsim.errors import AccelsimError
+from accelsim.maskfn import kept_count
 from accelsim.traces.recorder import check_recording_size, record_trace
 
 
@@ -43,7 +44,7 @@ def _per_layer(value, names: list[str], what: str) -> dict[str, float]:
 def magnitude_mask(weight: torch.Tensor, density: float) -> torch.Tensor:
     """Bool mask keeping the round(density * n) (at least 1) largest |w|; ties: lower index."""
     flat = weight.detach().abs().reshape(-1)
-    k = min(flat.numel(), max(1, int(math.floor(density * flat.numel() + 0.5))))
+    k = kept_count(flat.numel(), density)
     keep = torch.zeros_like(flat, dtype=torch.bool)
     keep[torch.sort(flat, descending=True, stable=True).indices[:k]] = True
     return keep.reshape(weight.shape)
