@@ -3,7 +3,8 @@ allocated, shown in every `--help` (click prints the range beside the option).
 
 The bounds are generous for real use and small enough that no option alone can exhaust a
 machine: thread counts, sample counts and batch sizes are what a workstation runs; seeds are
-what numpy and torch both accept.
+what numpy and torch both accept. Value lists (--rates, --eps, --thresholds) are parsed here
+too, without torch, so a bad list is refused at once and counted before it is built.
 """
 
 from __future__ import annotations
