@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -77,11 +75,6 @@ class _ArchMethods:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """{section: {key: value}}: writes back as an equivalent TOML file."""
         return dataclasses.asdict(self)
-
-    def fingerprint(self) -> str:
-        """sha256 of the canonical JSON form (sorted keys, no spaces): keys sweep results."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
 
     def with_sparsity(self, activations: str, weights: str):
         """Same array, other skip/gate switches; ("none", "none") is the dense baseline."""
