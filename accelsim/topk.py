@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from accelsim import maskfn
+from accelsim.encoded import memo
 from accelsim.errors import AccelsimError
 from accelsim.selection import select_threshold, select_topk
 from accelsim.traces.schema import LayerRecord, MaskParams, SparseBatch
@@ -150,30 +151,14 @@ def simulate_topk(
         mask_scheme = "static-threshold" if static else "threshold-prediction"
     machine = "bitonic" if scheme == "threshold" else scheme  # threshold selects with bitonic
     key_bits = min(int(value_bits), 32)
-    mismatches = np.zeros(s, np.int64)
-    kept = np.zeros(s, np.int64)
-    theta = np.zeros(s, np.float32) if scheme == "threshold" else None
-    chunk = max(1, _CHUNK_ELEMENTS // max(n, 1))
-    for lo in range(0, s, chunk):
-        hi = min(s, lo + chunk)
-        absa = np.abs(_dense_rows(premask, lo, hi))
-        if not np.isfinite(absa).all():
-            raise AccelsimError(f"{where}: pre-mask activations contain NaN or Inf")
-        want = _dense_rows(act_mask, lo, hi) != 0
-        if mask_scheme == "topk":
-            got = select_topk(absa, k[lo:hi], machine, key_bits, radix_bits)
-        else:
-            if mask_scheme == "threshold-prediction":
-                sub = np.ascontiguousarray(absa[:, :: maskfn.subsample_stride(eps)])
-                k_s = maskfn.kept_count(sub.shape[1], params.winner_rate)
-                th = select_threshold(sub, k_s, machine, key_bits, radix_bits)
-            else:
-                th = np.full(hi - lo, np.float32(params.threshold), dtype=np.float32)
-            got = absa > th[:, None]
-            if theta is not None:
-                theta[lo:hi] = th
-        mismatches[lo:hi] = np.count_nonzero(got != want, axis=1)
-        kept[lo:hi] = np.count_nonzero(got, axis=1)
+    # The mask the unit computes depends on the layer, the scheme's selection machine and its
+    # key widths only, never on the array: once per layer for every variant and sweep point
+    # (accelsim.encoded).
+    mismatches, kept, theta = memo(
+        layer, "topk_mask",
+        (mask_scheme, machine, key_bits, int(radix_bits), float(eps), scheme == "threshold"),
+        lambda: _unit_mask(premask, act_mask, params, mask_scheme, machine, key_bits, radix_bits,
+                           k, eps, scheme == "threshold", where))
 
     nn = np.full(s, n, dtype=np.int64)
     extra: dict = {"n": n, "k": k}
@@ -213,6 +198,37 @@ def simulate_topk(
         theta=theta,
         extra=extra,
     )
+
+
+def _unit_mask(premask, act_mask, params, mask_scheme, machine, key_bits, radix_bits, k, eps,
+               with_theta, where):
+    """(mismatches, kept, theta) per sample: the mask the unit's machine computes vs the trace's."""
+    s, n = premask.num_samples, premask.size
+    mismatches = np.zeros(s, np.int64)
+    kept = np.zeros(s, np.int64)
+    theta = np.zeros(s, np.float32) if with_theta else None
+    chunk = max(1, _CHUNK_ELEMENTS // max(n, 1))
+    for lo in range(0, s, chunk):
+        hi = min(s, lo + chunk)
+        absa = np.abs(_dense_rows(premask, lo, hi))
+        if not np.isfinite(absa).all():
+            raise AccelsimError(f"{where}: pre-mask activations contain NaN or Inf")
+        want = _dense_rows(act_mask, lo, hi) != 0
+        if mask_scheme == "topk":
+            got = select_topk(absa, k[lo:hi], machine, key_bits, radix_bits)
+        else:
+            if mask_scheme == "threshold-prediction":
+                sub = np.ascontiguousarray(absa[:, :: maskfn.subsample_stride(eps)])
+                k_s = maskfn.kept_count(sub.shape[1], params.winner_rate)
+                th = select_threshold(sub, k_s, machine, key_bits, radix_bits)
+            else:
+                th = np.full(hi - lo, np.float32(params.threshold), dtype=np.float32)
+            got = absa > th[:, None]
+            if theta is not None:
+                theta[lo:hi] = th
+        mismatches[lo:hi] = np.count_nonzero(got != want, axis=1)
+        kept[lo:hi] = np.count_nonzero(got, axis=1)
+    return mismatches, kept, theta
 
 
 def _check_config(scheme, comparators, value_bits, radix_bits) -> None:

@@ -22,6 +22,21 @@ import time
 from pathlib import Path
 
 
+def alexnet_trace(samples: int, masks: str = "relu") -> Path:
+    """The AlexNet-shaped trace with EIE's densities, made once and kept in the temp dir."""
+    trace = Path(tempfile.gettempdir()) / f"accelsim-bench-alexnet-{masks}-{samples}.trace.safetensors"
+    if not trace.exists():
+        from accelsim.traces.synthetic import synthetic_trace
+
+        start = time.perf_counter()
+        synthetic_trace("alexnet", str(trace), weight_density=0.09, act_density=0.35,
+                        num_samples=samples, seed=0, masks=masks)
+        print(f"made {trace} in {time.perf_counter() - start:.1f} s ({trace.stat().st_size / 1e6:.1f} MB)")
+        if "torch" in sys.modules:
+            print("(torch was imported to make the trace; rerun for a torch-free timing)")
+    return trace
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1)
@@ -31,16 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["NUMBA_NUM_THREADS"] = str(args.threads)
 
-    trace = Path(tempfile.gettempdir()) / f"accelsim-bench-alexnet-{args.masks}-{args.samples}.trace.safetensors"
-    if not trace.exists():
-        from accelsim.traces.synthetic import synthetic_trace
-
-        start = time.perf_counter()
-        synthetic_trace("alexnet", str(trace), weight_density=0.09, act_density=0.35,
-                        num_samples=args.samples, seed=0, masks=args.masks)
-        print(f"made {trace} in {time.perf_counter() - start:.1f} s ({trace.stat().st_size / 1e6:.1f} MB)")
-        if "torch" in sys.modules:
-            print("(torch was imported to make the trace; rerun for a torch-free timing)")
+    trace = alexnet_trace(args.samples, args.masks)
 
     from accelsim.arch import load_arch
     from accelsim.energy import load_energy_table

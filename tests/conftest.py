@@ -1,15 +1,19 @@
 """Shared fixtures. Data-dependent tests find MNIST / CIFAR-10 the way users do (--data-dir,
 $ACCELSIM_DATA, the default search path). Where the data is absent they skip, saying why; with
-ACCELSIM_REQUIRE_DATA=1 (set by .ci/run when it finds the data) a missing data set fails them."""
+ACCELSIM_REQUIRE_DATA=1 (set by .ci/run when it finds the data) a missing data set fails them.
+The encoding cache (accelsim.encoded) goes to a temporary folder, never the user's."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from accelsim.errors import AccelsimError
+
+os.environ.setdefault("ACCELSIM_CACHE", tempfile.mkdtemp(prefix="accelsim-test-cache-"))
 
 
 def dataset_dir(name: str) -> Path:

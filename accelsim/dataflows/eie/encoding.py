@@ -83,10 +83,26 @@ def eie_columns(weight: np.ndarray, geometry: LayerGeometry, num_pes: int, index
     return EieColumns(nonzeros=nz, padding=pad, rows=rows)
 
 
+def layer_columns(layer: LayerRecord, num_pes: int, index_bits: int) -> EieColumns:
+    """eie_columns of a trace layer, computed once per (layer, num_pes, index_bits) and shared
+    by the sparse and dense variants, the storage footprint and every sweep point
+    (accelsim.encoded: in memory, and on disk when the layer has a content key)."""
+    from accelsim.encoded import memo
+
+    return memo(
+        layer, "eie_columns", (int(num_pes), int(index_bits)),
+        lambda: eie_columns(layer.weight, layer.geometry, num_pes, index_bits),
+        pack=lambda c: {"nonzeros": c.nonzeros, "padding": c.padding, "rows": c.rows},
+        unpack=lambda a: EieColumns(nonzeros=a["nonzeros"], padding=a["padding"], rows=a["rows"]),
+    )
+
+
 def stored_entries_per_pe(layer: LayerRecord, num_pes: int, index_bits: int) -> np.ndarray:
     """(num_pes,) int64 entries (non-zeros + padding) each PE stores for the compressed layer."""
-    cols = eie_columns(layer.weight, layer.geometry, num_pes, index_bits)
-    return cols.entries("skip").sum(axis=1)
+    from accelsim.encoded import memo
+
+    return memo(layer, "entries_per_pe", (int(num_pes), int(index_bits)),
+                lambda: layer_columns(layer, num_pes, index_bits).entries("skip").sum(axis=1))
 
 
 @njit(cache=True)
@@ -122,3 +138,15 @@ def nonzero_csc(weight: np.ndarray, geometry: LayerGeometry) -> tuple[np.ndarray
     The functional model accumulates from exactly these entries (padding adds nothing).
     """
     return _csc(weight_matrix(weight, geometry), int(geometry.groups))
+
+
+def layer_csc(layer: LayerRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """nonzero_csc of a trace layer, computed once per layer (accelsim.encoded)."""
+    from accelsim.encoded import memo
+
+    return memo(
+        layer, "csc", (),
+        lambda: nonzero_csc(layer.weight, layer.geometry),
+        pack=lambda c: {"col_ptr": c[0], "rows": c[1], "values": c[2]},
+        unpack=lambda a: (a["col_ptr"], a["rows"], a["values"]),
+    )
