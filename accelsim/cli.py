@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "accelsim.cli_sim",
     "accelsim.models.cli",
     "accelsim.analysis.cli",
+    "accelsim.cli_sweep",  # adds `sweep arch` to the sweep group of accelsim.analysis.cli
 )
 
 

@@ -25,7 +25,7 @@ from accelsim.errors import AccelsimError
 MAX_POINTS = 10_000
 PART_SUFFIX = ".parquet"
 DEFINITION = "sweep.json"
-CONNECT_TIMEOUT_S = 5
+CONNECT_TIMEOUT_S = 3
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
@@ -79,19 +79,6 @@ def check_grid(grid: Mapping[str, Sequence[Any]], arch: str, base: Sequence[str]
     return out
 
 
-def trace_id(path: str) -> str:
-    """Content id of a trace: sha256 of its safetensors header (which holds the crc32 of every
-    tensor) and its size. Cheap for any trace size; changes when any tensor changes."""
-    try:
-        with open(path, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            header = fh.read(min(n, 100_000_000))
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise AccelsimError(f"{path}: cannot read trace ({exc.strerror or exc})") from None
-    return hashlib.sha256(header + str(size).encode()).hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class Point:
     trace: str  # path
@@ -121,7 +108,9 @@ def make_plan(traces, grid, arch="eie64", set=None, energy=None) -> Plan:
     count = len(paths) * int(__import__("math").prod(len(v) for v in typed.values()))
     if count > MAX_POINTS:
         raise AccelsimError(f"--grid: {count} points, more than the {MAX_POINTS} allowed")
-    ids = {p: trace_id(p) for p in paths}
+    from accelsim.encoded import trace_content_id
+
+    ids = {p: trace_content_id(p) for p in paths}
     points = []
     for path in paths:
         for combo in itertools.product(*typed.values()):
@@ -225,13 +214,34 @@ def scheduler_address(scheduler: str | None) -> str | None:
     return scheduler or os.environ.get(SCHEDULER_ENV) or None
 
 
+def check_reachable(address: str) -> None:
+    """A plain TCP connect first: a refused or unroutable address fails in seconds, with one
+    line naming it, before any trace is read or Dask is imported."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = f"--scheduler {address}"
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname:
+        raise AccelsimError(f"{where}: expected tcp://HOST:PORT, 'in-process' or nothing (local)")
+    try:
+        port = parts.port or 8786
+    except ValueError:
+        raise AccelsimError(f"{where}: bad port") from None
+    try:
+        socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise AccelsimError(f"{where}: cannot reach the Dask scheduler ({reason})") from None
+
+
 def _connect(address: str):
     from distributed import Client
 
     try:
         return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - whatever answered there, it is not usable
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise AccelsimError(f"--scheduler {address}: cannot reach the Dask scheduler ({reason})") from None
 
 
@@ -305,6 +315,9 @@ def run_sweep(traces, grid, arch="eie64", set=None, energy=None, *, out=None, sc
     per_layer=True: the per-layer rows)."""
     import pandas as pd
 
+    address = scheduler_address(scheduler)
+    if address and address != "in-process":
+        check_reachable(address)
     plan = make_plan(traces, grid, arch, set, energy)
     echo = echo or (lambda line: None)
     results: dict[str, Any] = {}
@@ -343,23 +356,29 @@ def run_sweep(traces, grid, arch="eie64", set=None, energy=None, *, out=None, sc
 
 def point_table(rows, params: list[str]):
     """One row per point: its swept parameters, the sparse array's totals per inference and the
-    ratios against its dense baseline (accelsim.report.summary), or its error."""
+    ratios against its dense baseline (accelsim.report.summary, over all points at once), or
+    its error."""
     import pandas as pd
 
-    from accelsim.report import summary
+    from accelsim.report import run_keys, summary
 
+    failed = rows["error"].astype(bool)
+    ok = rows[~failed]
+    extra = ["point", "point_seconds", "arch_config", *params]
     out = []
-    for key, group in rows.groupby("point", sort=False):
-        first = group.iloc[0]
-        head = {"point": key, **{p: first[p] for p in params}}
-        if first["error"]:
-            out.append({**head, "trace": first["trace"], "error": first["error"]})
-            continue
-        summ = summary(group.drop(columns=["error", "point", "point_seconds", *params]))
-        for _, r in summ.iterrows():
-            extra = {"arch_config": first["arch_config"], "point_seconds": first["point_seconds"]}
-            out.append({**head, **r.to_dict(), "energy_pj": r["energy_uj"] * 1e6, "error": "",
-                        **extra})
-    table = pd.DataFrame(out)
+    if len(ok):
+        summ = summary(ok.drop(columns=["error", "point", "point_seconds", *params]))
+        keys = run_keys(ok)
+        first = ok.drop_duplicates(subset=keys)[keys + extra]
+        summ = summ.merge(first, on=keys, how="left", validate="one_to_one")
+        summ["energy_pj"] = summ["energy_uj"] * 1e6
+        summ["error"] = ""
+        out.append(summ)
+    bad = rows[failed].drop_duplicates(subset=["point"])
+    if len(bad):
+        out.append(bad[["trace", "point", "error", "point_seconds", *params]])
+    table = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    order = {key: i for i, key in enumerate(rows["point"].drop_duplicates())}
+    table = table.sort_values("point", key=lambda c: c.map(order), kind="stable")
     lead = ["trace", *params, "cycles", "energy_uj"]
-    return table[[c for c in lead if c in table] + [c for c in table if c not in lead]]
+    return table[[c for c in lead if c in table] + [c for c in table if c not in lead]].reset_index(drop=True)
