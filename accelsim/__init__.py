@@ -12,8 +12,6 @@ Kept free of torch and numba imports so that `accelsim --help` starts fast: the 
 their modules when called.
 """
 
-import sys
-import types
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -23,31 +21,24 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = ["simulate", "summary", "open_trace", "sweep", "load_arch", "load_energy_table",
            "AccelsimError", "__version__"]
-_API = {"simulate", "summary", "open_trace", "sweep"}
+
+
+# accelsim.api imports its heavy modules inside the functions: cheap to import here.
+from accelsim.api import open_trace, summary, sweep  # noqa: E402
+
 _LAZY = {"load_arch": "accelsim.arch", "load_energy_table": "accelsim.energy",
          "AccelsimError": "accelsim.errors"}
 
 
-# accelsim.api imports its heavy modules inside the functions: cheap to import here.
-from accelsim.api import open_trace, simulate, summary, sweep  # noqa: E402
-
-
 def __getattr__(name):
+    # `simulate` is the engine module accelsim.simulate, made callable (it calls
+    # accelsim.api.simulate): imported on first use, so `import accelsim` stays light.
+    if name == "simulate":
+        from importlib import import_module
+
+        return import_module("accelsim.simulate")
     if name in _LAZY:
         from importlib import import_module
 
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'accelsim' has no attribute {name!r}")
-
-
-class _Package(types.ModuleType):
-    """Keeps the API functions when a submodule of the same name is imported: importing
-    accelsim.simulate (the replay engine) would otherwise rebind accelsim.simulate."""
-
-    def __setattr__(self, name, value):
-        if name in _API and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

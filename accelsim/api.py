@@ -31,9 +31,30 @@ def resolve(arch: str = "eie64", set: Mapping[str, Any] | Sequence[str] | None =
     from accelsim.provenance import overrides_list
 
     overrides = overrides_list(set)
-    config = load_arch(str(arch), overrides)
-    table = load_energy_table(energy or config.energy.table)
+    config = _cached(load_arch, str(arch), tuple(overrides))
+    table = _cached(load_energy_table, energy or config.energy.table)
     return config, table, overrides
+
+
+_RESOLVED: dict = {}
+
+
+def _cached(load, spec: str, *args):
+    """load(spec, *args) once per process while a file `spec` is unchanged (configurations and
+    energy tables are frozen: sharing them is safe); a sweep resolves many points."""
+    import os
+
+    try:
+        st = os.stat(spec)
+        stamp = (os.path.abspath(spec), st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = None  # a preset name
+    key = (load.__name__, spec, args, stamp)
+    if key not in _RESOLVED:
+        if len(_RESOLVED) > 4096:
+            _RESOLVED.clear()
+        _RESOLVED[key] = load(spec, *args)
+    return _RESOLVED[key]
 
 
 def simulate(traces, arch: str = "eie64", set: Mapping[str, Any] | Sequence[str] | None = None,

@@ -18,7 +18,11 @@ LAST_COLUMNS = ["arch_config"]  # the whole resolved configuration (JSON), long:
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
+    keys = list(rows[0]) if rows else []
+    if rows and all(len(r) == len(keys) and all(k in r for k in keys) for r in rows):
+        frame = pd.DataFrame({k: [r[k] for r in rows] for k in keys})  # same columns: fast path
+    else:
+        frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
     first = [c for c in ID_COLUMNS if c in frame.columns]

@@ -8,6 +8,8 @@ own job. Nothing here names a dataflow.
 from __future__ import annotations
 
 import hashlib
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -229,7 +231,7 @@ def simulate_trace(
         stats = cached_stats(layer)
         shared = False
         if has_dynamic_mask(layer):
-            digest = mask_digest(layer)
+            digest = memo(layer, "mask_digest", (), lambda: mask_digest(layer))
             shared = digest in masks_seen
             masks_seen.add(digest)
         for variant in plans:
@@ -346,3 +348,17 @@ def loaded_trace(path) -> LoadedTrace:
     while len(_LOADED) > KEEP_TRACES:
         _LOADED.pop(next(iter(_LOADED)))
     return found
+
+
+class _CallableModule(types.ModuleType):
+    """`accelsim.simulate` is both this engine module (`import accelsim.simulate as sim` keeps
+    working) and the API function: calling the module is accelsim.api.simulate."""
+
+    def __call__(self, traces, arch="eie64", set=None, energy=None, **kwargs):
+        from accelsim.api import simulate
+
+        return simulate(traces, arch, set, energy, **kwargs)
+
+
+_CallableModule.__call__.__doc__ = __import__("accelsim.api").api.simulate.__doc__
+sys.modules[__name__].__class__ = _CallableModule

@@ -36,11 +36,11 @@ def test_docs_examples_run(in_repo_copy):
     assert len(list((in_repo_copy / "sweep.parts").glob("*.parquet"))) == 4
 
 
-def test_import_is_light_and_functions_stay():
+def test_import_is_light_and_simulate_is_callable_and_the_module():
     code = ("import sys, accelsim; heavy = [m for m in ('numba', 'pandas', 'torch') if m in sys.modules]; "
-            "assert not heavy, heavy; import accelsim.simulate; "
-            "assert callable(accelsim.simulate) and accelsim.simulate.__module__ == 'accelsim.api'; "
-            "from accelsim.simulate import simulate_trace")
+            "assert not heavy, heavy; import accelsim.simulate as sim; "
+            "assert callable(accelsim.simulate) and sim is accelsim.simulate; "
+            "from accelsim.simulate import simulate_trace; from accelsim import simulate")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
