@@ -48,7 +48,7 @@ def plot_pareto(table: pd.DataFrame, out: str | Path, title: str | None = None) 
                 linewidth=1.5)
         ax.scatter(front["cycles"], front["energy_uj"], s=40, facecolors="none",
                    edgecolors="black", linewidths=1.0)
-        small = len(group) <= 12
+        small = len(group) <= 40  # beyond that only the front is labelled
         for _, r in (group if small else front).iterrows():
             ax.annotate(mpl_text(point_label(r, params)), (r["cycles"], r["energy_uj"]),
                         fontsize=6, xytext=(3, 3), textcoords="offset points")
