@@ -16,7 +16,8 @@ has it. Elsewhere the swap is two renames; a kill between them leaves the previo
 at `.<name>.old-<pid>@<host>`, and the next read or write puts it back at the documented path
 and says so. What killed writers leave (their staging folders, with safetensors' own temp files
 inside) is removed by the next write of the same checkpoint.
-`load_checkpoint` rebuilds a fresh zoo model; no hooks, no pickle.
+`load_checkpoint` rebuilds a fresh zoo model (or a user model from the file and factory in
+`source`, masks re-attached by hooks); no pickle.
 
 The training state (`state.pt` in a run directory) is model + masks + optimizer + epoch + method
 schedule state, written with torch.save through accelsim.atomic and read back with
@@ -241,7 +242,12 @@ def load_checkpoint(ckpt_dir) -> tuple[nn.Module, dict]:
     d = resolve_checkpoint_dir(ckpt_dir)
     info = read_info(d)
     try:
-        model = zoo.build(info["model"], **info["model_kwargs"])
+        if info.get("source"):  # a user model: its file and factory (accelsim.models.usermodel)
+            from accelsim.models.usermodel import build_from_info
+
+            model = build_from_info(info, str(d / JSON_NAME))
+        else:
+            model = zoo.build(info["model"], **info["model_kwargs"])
     except (KeyError, TypeError, ValueError) as exc:
         raise AccelsimError(f"{d / JSON_NAME}: cannot build model {info['model']!r} "
                             f"with {info['model_kwargs']} ({exc})") from None

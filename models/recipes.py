@@ -160,26 +160,48 @@ _WP_TARGET = {
 }
 
 
-def _derived(model: str, method: str) -> Recipe:
+@dataclass(frozen=True)
+class _Tables:
+    """The per-model numbers a method's recipe is derived from (zoo: the papers' tables)."""
+
+    dense: Recipe
+    ft_epochs: int
+    steps_per_epoch: int
+    wp_weight: dict
+    jp_weight: dict
+    jp_rates: dict
+    jp_schedule: tuple
+    wp_target: str = ""
+    jp_target: str = ""
+
+
+def _zoo_tables(model: str) -> _Tables:
     d = _DENSE[model]
-    ft_epochs = {"mlp3": 10, "lenet4": 10, "convnet5": 20}[model]
+    return _Tables(d, {"mlp3": 10, "lenet4": 10, "convnet5": 20}[model],
+                   _steps_per_epoch(model, d.batch_size), _WP_WEIGHT[model], _JP_WEIGHT[model],
+                   _JP_RATES[model], _JP_SCHEDULE[model], _WP_TARGET[model], _JP_TARGET[model])
+
+
+def _derived(model: str, method: str, t: _Tables | None = None) -> Recipe:
+    t = t or _zoo_tables(model)
+    d, ft_epochs = t.dense, t.ft_epochs
     base = replace(d, method=method, needs_from=True, lr_milestones=())
     if method == "wp":
         n = 3
         return replace(base, epochs=n * 3 + ft_epochs, lr=d.lr / 10,
-                       prune=PruneParams(weight_density=_WP_WEIGHT[model],
+                       prune=PruneParams(weight_density=t.wp_weight,
                                          prune_epochs=tuple(3 * i for i in range(n))),
-                       target=_WP_TARGET[model])
+                       target=t.wp_target)
     if method == "jp":
         # Two warm-up epochs (original optimizer, half its lr) with masks and L1, weights pruned
         # in four rounds (epochs 2, 4, 6, 8), then Adadelta, its rate cut 10x twice near the end
         # (measured on mlp3: +0.2 points over a constant rate).
-        epochs, milestones = _JP_SCHEDULE[model]
+        epochs, milestones = t.jp_schedule
         return replace(base, epochs=epochs, weight_decay=0.0, lr_milestones=milestones,
-                       prune=PruneParams(weight_density=_JP_WEIGHT[model], prune_epochs=(2, 4, 6, 8)),
-                       jp=JPParams(winner_rates=_JP_RATES[model], warmup_epochs=2,
+                       prune=PruneParams(weight_density=t.jp_weight, prune_epochs=(2, 4, 6, 8)),
+                       jp=JPParams(winner_rates=t.jp_rates, warmup_epochs=2,
                                    warmup_lr_scale=0.5, adadelta_lr=1.0),
-                       target=_JP_TARGET[model])
+                       target=t.jp_target)
     if method == "static-threshold":
         return replace(base, epochs=ft_epochs // 2, lr=d.lr / 10, static=StaticParams(theta=0.1),
                        target="JPnet Fig. 7: static threshold baseline")
@@ -187,11 +209,11 @@ def _derived(model: str, method: str) -> Recipe:
         return replace(base, epochs=2 * ft_epochs, optimizer="adam", lr=1.2e-3, momentum=0.0,
                        weight_decay=0.0, model_kwargs=d.model_kwargs,
                        l0=L0Params(alpha0=1e-5, beta=20.0, alpha2=1e-4, prune_epoch=ft_epochs),
-                       prune=PruneParams(weight_density=_JP_WEIGHT[model]),
+                       prune=PruneParams(weight_density=t.jp_weight),
                        target="l0 (Table VIII of JPnet for LeNet-4: 8.9% weights, 0.9% error)")
     if method in ("greg1", "greg2"):
         # Published defaults: delta 1e-4, tau 1, K_u 5, K_s 40k, lr 1e-3 SGD momentum.
-        steps = _steps_per_epoch(model, d.batch_size)
+        steps = t.steps_per_epoch
         k_u, k_s = (10, 10000) if model == "convnet5" else (5, 40000)
         reg_iters = int(1.0 / 1e-4) * k_u + k_s
         if method == "greg2":
@@ -199,7 +221,7 @@ def _derived(model: str, method: str) -> Recipe:
         epochs = -(-reg_iters // steps) + ft_epochs
         return replace(base, epochs=epochs, lr=1e-3, momentum=0.9, weight_decay=0.0,
                        greg=GRegParams(k_u=k_u, k_s=k_s),
-                       prune=PruneParams(weight_density=_JP_WEIGHT[model]),
+                       prune=PruneParams(weight_density=t.jp_weight),
                        target="GReg: unstructured, per-layer density as the JPnet tables")
     return d
 
@@ -287,3 +309,47 @@ def recipe_from_dict(d: dict) -> Recipe:
             kw[k] = cls(**v)
     kw["lr_milestones"] = tuple(kw.get("lr_milestones", ()))
     return Recipe(**kw)
+
+
+# ---- models outside the zoo ---------------------------------------------------------------------
+USER_TRAIN_SIZE = {"mnist": 60000, "cifar10": 50000}
+
+
+def _per_layer(value, names, what: str) -> dict:
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise AccelsimError(f"{what}: unknown name {', '.join(unknown)} (the model has "
+                                f"{', '.join(names) or 'none'})")
+        return {str(k): float(v) for k, v in value.items()}
+    return {n: float(value) for n in names}
+
+
+def user_recipe(label: str, method: str, layers, masks, dataset: str = "mnist", *,
+                name: str | None = None, weight_density=0.25, winner_rate=0.3) -> Recipe:
+    """A recipe for a model outside the zoo: LeNet-4's schedules for every method (SGD 0.05,
+    momentum 0.9, 20 dense epochs; WP, JP, l0, GReg derived as for the zoo, see _derived) with
+    the researcher's targets: `weight_density` for every compute layer in `layers` and
+    `winner_rate` for every activation mask in `masks` (a number for all, or {name: value}).
+    `name`: "default" or "quick" (the same schedule in a few epochs)."""
+    if method not in METHODS:
+        raise AccelsimError(f"--method {method!r}: unknown method (choose from {', '.join(METHODS)})")
+    if dataset not in USER_TRAIN_SIZE:
+        raise AccelsimError(f"--dataset {dataset!r}: expected one of {', '.join(USER_TRAIN_SIZE)}")
+    dense = Recipe("default", label, "dense", epochs=20, batch_size=128, optimizer="sgd",
+                   lr=0.05, momentum=0.9, weight_decay=5e-4, lr_milestones=(10, 15),
+                   target="your own model: no published target")
+    if method == "jp" and not masks:
+        raise AccelsimError(f"{label}: --method jp needs activation masks (mask locations)")
+    dens = _per_layer(weight_density, list(layers), "weight density")
+    t = _Tables(dense, 10, -(-(USER_TRAIN_SIZE[dataset] - dense.val_size) // dense.batch_size),
+                wp_weight=dens, jp_weight=dens,
+                jp_rates=_per_layer(winner_rate, list(masks), "winner rate"),
+                jp_schedule=_JP_SCHEDULE["lenet4"])
+    r = _derived(label, method, t)
+    name = name or "default"
+    if name == "default":
+        return r
+    if name == "quick":
+        return _quick(r)
+    raise AccelsimError(f"--recipe {name!r}: a model outside the zoo has recipes default, quick")
