@@ -119,12 +119,12 @@ def resolve_winner_rates(spec: str, checkpoint, *, budget: float = 0.5, data_dir
     from accelsim.analysis.sweeps import validation_set, winner_rate_sweep
     from accelsim.models.checkpoint import load_checkpoint
     from accelsim.models.train import transform_for
-    from accelsim.models.zoo import dataset_of
+    from accelsim.models.usermodel import dataset_of
 
     model, info = load_checkpoint(checkpoint)
     model.eval()
-    val = validation_set(dataset_of(info["model"]), val_size=val_size, seed=seed, data_dir=data_dir)
-    frame = winner_rate_sweep(model, val, transform_for(info["model"], train=False), AUTO_RATES)
+    val = validation_set(dataset_of(info), val_size=val_size, seed=seed, data_dir=data_dir)
+    frame = winner_rate_sweep(model, val, transform_for(info, train=False), AUTO_RATES)
     rates = choose_winner_rates(frame, budget)
     echo(f"winner rates chosen on {len(val)} validation images (budget {budget} points): "
          + ", ".join(f"{k} {v:g}" for k, v in rates.items()))

@@ -47,15 +47,14 @@ def _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot, c
     from accelsim.analysis.sweeps import validation_set
     from accelsim.models.checkpoint import load_checkpoint
     from accelsim.models.train import transform_for
-    from accelsim.models.zoo import dataset_of
+    from accelsim.models.usermodel import dataset_of
 
     check_sweep_outputs(out, plot)
     model, info = load_checkpoint(checkpoint)
     if check is not None:
         check(model)
-    name = info["model"]
-    val = validation_set(dataset_of(name), val_size, seed, data_dir, limit)
-    return model, info, val, transform_for(name, False)
+    val = validation_set(dataset_of(info), val_size, seed, data_dir, limit)
+    return model, info, val, transform_for(info, False)
 
 
 def check_sweep_outputs(out, plot) -> None:

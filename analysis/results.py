@@ -60,14 +60,14 @@ class ModelRow:
 def validation_accuracy(checkpoint, data_dir=None, val_size: int = 5000) -> tuple[float, int]:
     """Accuracy on the training images the run held out (same split as training and sweeps)."""
     from accelsim.analysis.sweeps import validation_set
-    from accelsim.models import zoo
     from accelsim.models.checkpoint import load_checkpoint
     from accelsim.models.train import evaluate, transform_for
+    from accelsim.models.usermodel import dataset_of
 
     model, info = load_checkpoint(checkpoint)
-    val = validation_set(zoo.dataset_of(info["model"]), val_size=val_size,
+    val = validation_set(dataset_of(info), val_size=val_size,
                          seed=int(info.get("seed") or 0), data_dir=data_dir)
-    return evaluate(model, val, transform_for(info["model"], train=False))
+    return evaluate(model, val, transform_for(info, train=False))
 
 
 def measure_checkpoint(checkpoint, split: str = "test", data_dir=None, limit: int | None = None) -> ModelRow:
@@ -75,23 +75,23 @@ def measure_checkpoint(checkpoint, split: str = "test", data_dir=None, limit: in
     import torch
 
     from accelsim.analysis.sweeps import MacCounter
-    from accelsim.models import zoo
     from accelsim.models.checkpoint import load_checkpoint
     from accelsim.models.counting import count_layers
     from accelsim.models.data import load_dataset, make_batches
     from accelsim.models.train import transform_for
+    from accelsim.models.usermodel import dataset_of, input_shape_of
 
     model, info = load_checkpoint(checkpoint)
     model.eval()
-    data = load_dataset(zoo.dataset_of(info["model"]), split, data_dir)
+    data = load_dataset(dataset_of(info), split, data_dir)
     if limit:
         data = data.subset(range(min(limit, len(data))))
     correct = n = 0
     with torch.no_grad(), MacCounter(model) as counter:
-        for x, y in make_batches(data, 500, shuffle=False, transform=transform_for(info["model"], False)):
+        for x, y in make_batches(data, 500, shuffle=False, transform=transform_for(info, False)):
             correct += int((model(x).argmax(1) == y).sum())
             n += int(y.numel())
-    counts = count_layers(model, zoo.input_shape(info["model"]))
+    counts = count_layers(model, input_shape_of(info))
     modules = dict(model.named_modules())
     rows = []
     for i, c in enumerate(counts):

@@ -1,4 +1,5 @@
-"""`accelsim train`: train or prune a zoo model with a recipe; resumable.
+"""`accelsim train`: train or prune a zoo model, or your own FILE.py:FACTORY model
+(docs/own-model.md), with a recipe; resumable.
 
 Imports only click at module top (torch loads inside the command, so `accelsim run` stays fast).
 """
@@ -38,7 +39,20 @@ def run_dir_write_errors(out_dir):
 
 
 @click.command("train")
-@click.option("--model", "model_name", required=True, help="Zoo model (mlp3, lenet4, convnet5).")
+@click.option("--model", "model_name", required=True,
+              help="Zoo model (mlp3, lenet4, convnet5) or your own: FILE.py:FACTORY.")
+@click.option("--dataset", type=click.Choice(["mnist", "cifar10"]), default=None,
+              help="FILE.py:FACTORY models: the data set (the input shape is its image shape).")
+@click.option("--mask-before", multiple=True,
+              help="FILE.py:FACTORY models: mask the input of these Conv2d/Linear layers (module "
+                   "name or class name; by class the first layer is left out). Repeatable. "
+                   "Default (no --mask-after either): Conv2d and Linear.")
+@click.option("--mask-after", multiple=True,
+              help="FILE.py:FACTORY models: mask the output of these modules (module name or "
+                   "class name, e.g. ReLU; by class the last one is left out). Repeatable.")
+@click.option("--weight-density", default=None,
+              help="FILE.py:FACTORY models: target weight density of every compute layer for "
+                   "wp/jp/l0/greg: a number or a JSON object {layer: density}. Default 0.25.")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default="dense", show_default=True)
 @click.option("--recipe", default=None, help="Recipe name: paper (default), fast or quick.")
 @click.option("--from", "from_ckpt", default=None, type=click.Path(),
@@ -57,20 +71,35 @@ def run_dir_write_errors(out_dir):
 @click.option("--winner-rates", "winner_rates", default=None,
               help="jp: per-layer winner rates: 'auto' (sensitivity sweep of the --from checkpoint "
                    "on a validation split of the training set, then the chooser), a JSON object, "
-                   "or a JSON file (as `accelsim sweep choose` prints). Default: the recipe's.")
+                   "or a JSON file (as `accelsim sweep choose` prints); FILE.py:FACTORY models "
+                   "also take one number for every mask. Default: the recipe's (0.3).")
 @click.option("--budget", type=O.BUDGET, default=0.5, show_default=True,
               help="jp with --winner-rates auto: accuracy drop allowed per layer (points).")
 @click.option("--threads", type=O.THREADS, default=2, show_default=True, help="torch CPU threads.")
 @click.option("--no-progress", is_flag=True, help="Print one line per epoch instead of a bar.")
-def train_cmd(model_name, method, recipe, from_ckpt, out_dir, data_dir, epochs, seed,
-              limit_train, limit_test, activation, eps, winner_rates, budget, threads, no_progress):
+def train_cmd(model_name, dataset, mask_before, mask_after, weight_density, method, recipe,
+              from_ckpt, out_dir, data_dir, epochs, seed, limit_train, limit_test, activation, eps,
+              winner_rates, budget, threads, no_progress):
     """Train/prune MODEL with METHOD; rerun the same command to resume."""
     from accelsim.atomic import check_output_dir
     from accelsim.errors import AccelsimError
     from accelsim.models.recipes import get_recipe
     from accelsim.models.train import train
+    from accelsim.models.usermodel import is_user_model
 
     check_output_dir(out_dir)
+    if is_user_model(model_name):
+        if activation:
+            raise AccelsimError("--activation applies to zoo models; set it in your factory")
+        with run_dir_write_errors(out_dir):
+            info = _train_own(model_name, dataset, mask_before, mask_after, weight_density,
+                              method, recipe, from_ckpt, out_dir, data_dir, epochs, seed,
+                              limit_train, limit_test, eps, winner_rates, budget, threads,
+                              no_progress)
+        return _summary(info, out_dir)
+    if dataset or mask_before or mask_after or weight_density:
+        raise AccelsimError("--dataset, --mask-before, --mask-after and --weight-density apply "
+                            "to FILE.py:FACTORY models (zoo models have their own)")
     rec = get_recipe(model_name, method, recipe)
     if eps is not None:
         if rec.jp is None:
@@ -95,6 +124,61 @@ def train_cmd(model_name, method, recipe, from_ckpt, out_dir, data_dir, epochs, 
                      threads=threads,
                      model_options={"activation": activation} if activation else None,
                      command=["accelsim", *sys.argv[1:]])
+    _summary(info, out_dir)
+
+
+def _json_or_number(text: str | None, option: str):
+    """A number, a JSON object, or a JSON file holding one (None passes through)."""
+    import json
+    from pathlib import Path
+
+    from accelsim.errors import AccelsimError
+
+    if text is None:
+        return None
+    raw = Path(text).read_text() if Path(text).is_file() else text
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise AccelsimError(f"{option} {text!r}: not a number, a JSON object or a JSON file") \
+            from None
+    ok = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1)
+    if not (ok(value) or isinstance(value, dict) and all(ok(v) for v in value.values())):
+        raise AccelsimError(f"{option} {text!r}: expected a number in (0, 1] or "
+                            "{name: number in (0, 1]}")
+    return value
+
+
+def _train_own(model_name, dataset, mask_before, mask_after, weight_density, method, recipe,
+               from_ckpt, out_dir, data_dir, epochs, seed, limit_train, limit_test, eps,
+               winner_rates, budget, threads, no_progress) -> dict:
+    from accelsim.errors import AccelsimError
+    from accelsim.models.own import train_on_dataset
+
+    if dataset is None:
+        raise AccelsimError(f"--model {model_name}: a FILE.py:FACTORY model needs --dataset "
+                            "(mnist or cifar10)")
+    if (eps is not None or winner_rates is not None) and method != "jp":
+        raise AccelsimError("--eps and --winner-rates apply to --method jp only")
+    rates = 0.3
+    if winner_rates == "auto":
+        from accelsim.analysis.chooser import resolve_winner_rates
+
+        rates = resolve_winner_rates("auto", from_ckpt, budget=budget, data_dir=data_dir,
+                                     seed=seed, echo=click.echo)
+    elif winner_rates is not None:
+        rates = _json_or_number(winner_rates, "--winner-rates")
+    dens = _json_or_number(weight_density, "--weight-density")
+    return train_on_dataset(
+        model_name, dataset, out_dir, data_dir=data_dir, limit_train=limit_train,
+        limit_test=limit_test, seed=seed, method=method, recipe=recipe,
+        mask_before=list(mask_before) or None, mask_after=list(mask_after) or None,
+        weight_density=0.25 if dens is None else dens, winner_rate=rates, eps=eps,
+        from_checkpoint=from_ckpt, epochs=epochs, progress=not no_progress, echo=click.echo,
+        threads=threads, command=["accelsim", *sys.argv[1:]])
+
+
+def _summary(info: dict, out_dir) -> None:
     acc = info["metrics"]["accuracy"]
     dens = ", ".join(f"{n} {v['weight_density']:.3f}" for n, v in info["layers"].items())
     click.echo(f"{info['model']}/{info['method']}: test accuracy {acc['value']:.4f} on "

@@ -108,7 +108,7 @@ def train_on_dataset(source: str, dataset: str, out_dir, *, data_dir=None, limit
 
 def _train(source, out_dir, shape, dataset, make_batches, describe, *, method="dense",
            recipe=None, mask_before=None, mask_after=None, skip_last=True, weight_density=0.25,
-           winner_rate=0.3, from_checkpoint=None, epochs=None, seed=0, limit_train=None,
+           winner_rate=0.3, eps=None, from_checkpoint=None, epochs=None, seed=0, limit_train=None,
            progress=True, echo=None, command=None, threads=2) -> dict:
     if not U.is_user_model(source):
         raise AccelsimError(f"model {source!r}: expected FILE.py:FACTORY")
@@ -130,6 +130,10 @@ def _train(source, out_dir, shape, dataset, make_batches, describe, *, method="d
         weight_density=weight_density, winner_rate=winner_rate)
     if rec.method != method:
         raise AccelsimError(f"recipe {rec.name!r} is for method {rec.method}, not {method}")
+    if eps is not None:  # JPnet Eq. 11: threshold prediction from an eps-subsample
+        from dataclasses import replace
+
+        rec = replace(rec, jp=replace(rec.jp, mask_scheme="threshold-prediction", eps=eps))
 
     def rebuild(_kwargs):
         return build_with_masks(source, shape, locations=locations)[0]

@@ -22,9 +22,9 @@ def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
     returns the trace metadata written. `threshold_prediction_eps` switches every top-k mask
     to threshold prediction (JPnet Eq. 11) for this recording (inference option)."""
     from accelsim.models import checkpoint as C
-    from accelsim.models import zoo
     from accelsim.models.data import load_dataset, make_batches
     from accelsim.models.train import transform_for
+    from accelsim.models.usermodel import dataset_of
     from accelsim.traces.recorder import TraceRecorder, check_recording_size
 
     if num_samples < 1:
@@ -34,14 +34,17 @@ def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
         from accelsim.models.methods import use_threshold_prediction
 
         use_threshold_prediction(model, threshold_prediction_eps)
-    ds = load_dataset(zoo.dataset_of(info["model"]), split, data_dir)
+    if not info.get("dataset") and info.get("source"):
+        raise AccelsimError(f"{checkpoint_dir}: trained from your own data loaders (no data set "
+                            "recorded); record it with accelsim.traces.recorder.record_trace")
+    ds = load_dataset(dataset_of(info), split, data_dir)
     if num_samples > len(ds):
         raise AccelsimError(f"--samples {num_samples}: the {split} split holds only {len(ds)} "
                             f"images ({ds.note})")
     from accelsim.models.train import input_normalization
 
     saved = info.get("input_normalization")
-    now = input_normalization(info["model"])
+    now = input_normalization(info)
     if saved is not None and (saved["mean"], saved["std"]) != (now["mean"], now["std"]):
         import warnings
 
@@ -49,7 +52,7 @@ def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
                       f"{saved['std']}, recording with {now['mean']}/{now['std']}; retrain the "
                       "checkpoint with the current preprocessing", stacklevel=2)
     sub = ds.subset(range(num_samples))
-    tf = transform_for(info["model"], train=False)
+    tf = transform_for(info, train=False)
     first, _ = next(iter(make_batches(ds.subset(range(1)), 1, shuffle=False, transform=tf)))
     check_recording_size(model, first, num_samples, output_samples)
     correct = 0
@@ -60,7 +63,7 @@ def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
     meta = {
         "model": info["model"],
         "method": info["method"],
-        "dataset": info.get("dataset", zoo.dataset_of(info["model"])),
+        "dataset": dataset_of(info),
         "split": split,
         "sample_indices": [int(i) for i in sub.indices.tolist()],
         "accuracy": {"value": correct / num_samples, "num_samples": num_samples},

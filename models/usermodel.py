@@ -77,7 +77,7 @@ def load_factory(name: str) -> tuple[nn.Module, dict]:
         raise AccelsimError(f"{path}:{factory}: the factory raised "
                             f"{type(exc).__name__}: {_one_line(exc)}") from None
     if not isinstance(model, nn.Module):
-        raise AccelsimError(f"{path}:{factory}: the factory returned a "
+        raise AccelsimError(f"{path}:{factory}: the factory returned a value of type "
                             f"{type(model).__name__}, not a torch.nn.Module")
     return model, {"file": str(path), "factory": factory, "sha256": digest}
 

@@ -114,6 +114,9 @@ class TraceRecorder:
         self._batch_masks: list[tuple] = []  # (data_ptr, numel, module, output ref)
         self._handles: list = []
         self._restore: list = []
+        self._mask_names: dict[int, str] = {}
+        self._active_masks: dict[int, str] = {}  # id -> name of every mask that masked something
+        self._consumed_masks: set[int] = set()  # ids of masks whose output a layer read
 
     # -- context management
 
@@ -131,6 +134,7 @@ class TraceRecorder:
         h.append(self.model.register_forward_hook(self._batch_end))
         for name, mod in self.model.named_modules():
             if getattr(mod, "accelsim_mask", False) is True:
+                self._mask_names[id(mod)] = name
                 self._restore.append(lambda m=mod, k=getattr(mod, "keep_last", False): setattr(m, "keep_last", k))
                 mod.keep_last = True
                 h.append(mod.register_forward_hook(self._mask_hook))
@@ -175,6 +179,7 @@ class TraceRecorder:
             return
         if module.last_premask is None or module.last_mask is None:
             raise AccelsimError(f"mask module {type(module).__name__} did not keep last_premask/last_mask")
+        self._active_masks[id(module)] = self._mask_names.get(id(module), type(module).__name__)
         self._batch_masks.append((output.data_ptr(), output.numel(), module, output, params))
 
     def _pre_hook(self, name: str):
@@ -199,6 +204,7 @@ class TraceRecorder:
                 raise AccelsimError(f"layer {name}: a dynamic mask fed it in some batches but not in others")
             if found is not None:
                 mmod, params = found
+                self._consumed_masks.add(id(mmod))
                 if rec.mask_params is None:
                     rec.mask_params = params
                 rec.premask.add(SparseBatch.from_dense(_np(mmod.last_premask).reshape(b, -1)))
@@ -239,6 +245,12 @@ class TraceRecorder:
         """One LayerRecord per executed compute layer, in execution order."""
         if not self._order:
             raise AccelsimError("nothing was recorded: run at least one batch through the model")
+        lost = [n for i, n in self._active_masks.items() if i not in self._consumed_masks]
+        if lost:
+            raise AccelsimError(
+                f"activation mask {lost[0]!r} feeds no Conv2d/Linear directly (a pooling, add or "
+                "other op sits between): the trace cannot carry its winners to a layer; place "
+                "the mask in front of the layer that consumes it")
         out = []
         for name in self._order:
             r = self._layers[name]
