@@ -233,6 +233,8 @@ def input_shape_of(info_or_name) -> tuple:
     from accelsim.models import zoo
 
     if isinstance(info_or_name, dict):
+        if info_or_name.get("input_shape"):
+            return tuple(int(d) for d in info_or_name["input_shape"])
         if info_or_name.get("source"):
             return DATASET_SHAPES[info_or_name["dataset"]]
         info_or_name = info_or_name["model"]

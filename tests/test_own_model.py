@@ -179,3 +179,30 @@ def test_bad_own_models_give_one_line_and_write_nothing(model, extra, words, tmp
                              "--out", str(tmp_path / "run"), "--no-progress", *extra)
     assert code == 2 and words in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_train_model_from_dataloaders_resumes_exactly(tmp_path):
+    """The Python API on the researcher's own DataLoader: an interrupted run continued by the
+    same call ends with the weights of an uninterrupted one."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from accelsim.models.checkpoint import load_checkpoint
+    from accelsim.models.own import train_model
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(48, 1, 28, 28, generator=g), torch.randint(0, 10, (48,), generator=g))
+    train, test = DataLoader(data, batch_size=16, shuffle=True), DataLoader(data, batch_size=48)
+    kw = dict(method="jp", recipe="quick", winner_rate=0.25, weight_density=0.5,
+              progress=False, threads=1)
+    full = train_model(SMALL, tmp_path / "a", train, test, epochs=2, **kw)
+    train_model(SMALL, tmp_path / "b", train, test, epochs=1, **kw)
+    again = train_model(SMALL, tmp_path / "b", train, test, epochs=2, **kw)
+    assert again["epochs"] == full["epochs"] == {"done": 2, "planned": 2}
+    assert full["input_shape"] == [1, 28, 28] and full["dataset"] is None
+    ma, _ = load_checkpoint(tmp_path / "a")
+    mb, _ = load_checkpoint(tmp_path / "b")
+    for (n, ta), (_, tb) in zip(ma.state_dict().items(), mb.state_dict().items()):
+        assert torch.equal(ta, tb), n
+    assert ma.fc.in_mask.winner_rate == 0.25
+    # quick JP prunes in rounds at epochs 1 and 2; after epoch 2 one round of two: 0.5 ** (1/2)
+    assert abs(float(ma.fc.weight_mask.float().mean()) - 0.5 ** 0.5) < 0.01

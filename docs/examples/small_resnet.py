@@ -62,3 +62,8 @@ def build():
 def build_mnist_small():
     """A few-channel MNIST (1 x 28 x 28) version for fast tests."""
     return SmallResNet(1, 8)
+
+
+def build_mnist():
+    """MNIST (1 x 28 x 28) version used by docs/own-model.md."""
+    return SmallResNet(1, 16)
