@@ -145,6 +145,12 @@ FIELDS: dict[str, Check] = {
     "created": string(),
     "tensors": mapping(keys={f: mapping(values=_crc) for f in TENSOR_FILES},
                        required=TENSOR_FILES),
+    # a model outside the zoo (accelsim.models.usermodel, docs/own-model.md)
+    "source": mapping(keys={"file": string(nonempty=True), "factory": string(nonempty=True),
+                            "sha256": string(nullable=True)}, required=("file", "factory")),
+    "mask_locations": mapping(keys={"before": list_of(string(nonempty=True)),
+                                    "after": list_of(string(nonempty=True))}),
+    "input_shape": list_of(number(1, integer=True)),
 }
 
 

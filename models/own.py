@@ -149,7 +149,8 @@ def _train(source, out_dir, shape, dataset, make_batches, describe, *, method="d
         model = rebuild({})
     run = Run(label=label, model=model, rebuild=rebuild, input_shape=shape,
               data=make_batches(rec), model_kwargs={}, from_dir=from_dir, base_info=base_info,
-              describe={"dataset": dataset, "input_shape": list(shape), "source": src,
+              describe={**({"dataset": dataset} if dataset else {}),
+                        "input_shape": list(shape), "source": src,
                         "mask_locations": locations, **describe})
     return fit(run, rec, out_dir, epochs=epochs, seed=seed, limit_train=limit_train,
                progress=progress, echo=echo, command=command, threads=threads)

@@ -246,6 +246,9 @@ def dataset_of(info_or_name) -> str:
 
     if isinstance(info_or_name, dict):
         if info_or_name.get("source"):
+            if not info_or_name.get("dataset"):
+                raise AccelsimError(f"model {info_or_name.get('model')}: trained from your own "
+                                    "data loaders, no data set recorded (train with dataset=...)")
             return info_or_name["dataset"]
         info_or_name = info_or_name["model"]
     return zoo.dataset_of(info_or_name)
