@@ -242,9 +242,9 @@ def load_checkpoint(ckpt_dir) -> tuple[nn.Module, dict]:
     d = resolve_checkpoint_dir(ckpt_dir)
     info = read_info(d)
     try:
-        if info.get("source"):  # a user model: its file and factory (accelsim.models.usermodel)
-            from accelsim.models.usermodel import build_from_info
+        from accelsim.models.usermodel import build_from_info, is_user_model
 
+        if is_user_model(info["model"]):  # FILE.py:FACTORY, rebuilt from info["source"]
             model = build_from_info(info, str(d / JSON_NAME))
         else:
             model = zoo.build(info["model"], **info["model_kwargs"])

@@ -93,7 +93,7 @@ def train_on_dataset(source: str, dataset: str, out_dir, *, data_dir=None, limit
     if dataset not in U.DATASET_SHAPES:
         raise AccelsimError(f"--dataset {dataset!r}: expected one of "
                             f"{', '.join(U.DATASET_SHAPES)}")
-    like = {"model": source, "source": {"file": source}, "dataset": dataset}
+    like = {"model": source, "dataset": dataset}
 
     def batches(rec: Recipe) -> Batches:
         tr, te = load_split_data(dataset, rec.val_size, data_dir, seed, limit_train, limit_test,

@@ -34,9 +34,6 @@ def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
         from accelsim.models.methods import use_threshold_prediction
 
         use_threshold_prediction(model, threshold_prediction_eps)
-    if not info.get("dataset") and info.get("source"):
-        raise AccelsimError(f"{checkpoint_dir}: trained from your own data loaders (no data set "
-                            "recorded); record it with accelsim.traces.recorder.record_trace")
     ds = load_dataset(dataset_of(info), split, data_dir)
     if num_samples > len(ds):
         raise AccelsimError(f"--samples {num_samples}: the {split} split holds only {len(ds)} "

@@ -235,8 +235,8 @@ def input_shape_of(info_or_name) -> tuple:
     if isinstance(info_or_name, dict):
         if info_or_name.get("input_shape"):
             return tuple(int(d) for d in info_or_name["input_shape"])
-        if info_or_name.get("source"):
-            return DATASET_SHAPES[info_or_name["dataset"]]
+        if is_user_model(info_or_name["model"]):
+            return DATASET_SHAPES[dataset_of(info_or_name)]
         info_or_name = info_or_name["model"]
     return tuple(zoo.input_shape(info_or_name))
 
@@ -245,7 +245,7 @@ def dataset_of(info_or_name) -> str:
     from accelsim.models import zoo
 
     if isinstance(info_or_name, dict):
-        if info_or_name.get("source"):
+        if is_user_model(info_or_name["model"]):
             if not info_or_name.get("dataset"):
                 raise AccelsimError(f"model {info_or_name.get('model')}: trained from your own "
                                     "data loaders, no data set recorded (train with dataset=...)")
