@@ -19,6 +19,7 @@ from accelsim.result import TIMING
 from accelsim.traces.schema import LayerGeometry, LayerRecord, SparseBatch
 
 MODES = ("skip", "gate", "none")
+QUEUES = ("hold", "pop")
 COMPARED = TIMING + ("mac", "weight_read", "pointer_read", "act_read", "act_write",
                      "fifo_push", "fifo_pop", "nzd", "pe_cycle")
 
@@ -113,7 +114,7 @@ def cases(draw):
     sim_kw = dict(num_pes=draw(st.sampled_from([1, 2, 3, 4, 7, 16, 64])),
                   fifo_depth=draw(st.integers(1, 16)), index_bits=draw(st.integers(1, 4)),
                   empty_slice_cycles=draw(st.integers(0, 2)), act_mode=draw(st.sampled_from(MODES)),
-                  weight_mode=draw(st.sampled_from(MODES)))
+                  weight_mode=draw(st.sampled_from(MODES)), queue=draw(st.sampled_from(QUEUES)))
     return layer, sim_kw
 
 
@@ -126,26 +127,50 @@ def test_fast_equals_cycle_reference(case):
         assert fast.counters["tail_pe_cycles"] == 0
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_hold_depth_one_more_is_pop(case):
+    """A held head occupies the slot a popped one frees: hold at depth D + 1 times exactly like
+    pop at depth D (every timing counter), and hold at depth 1 is lockstep:
+    T = sum over broadcasts j of (1 + max_p cost_p(j))."""
+    layer, kw = case
+    pop = simulate_eie(layer, **{**kw, "queue": "pop"}, functional=False)
+    hold = simulate_eie(layer, **{**kw, "queue": "hold", "fifo_depth": kw["fifo_depth"] + 1},
+                        functional=False)
+    assert hold.cycles.tolist() == pop.cycles.tolist()
+    assert {k: hold.counters[k] for k in COMPARED} == {k: pop.counters[k] for k in COMPARED}
+    one = simulate_eie(layer, **{**kw, "queue": "hold", "fifo_depth": 1}, functional=False)
+    ref = simulate_eie_reference(layer, **{**kw, "queue": "hold", "fifo_depth": 1})
+    assert one.cycles.tolist() == ref["cycles_per_sample"]
+    assert one.counters["stall_cycles"] == ref["stall_cycles"]
+
+
+@pytest.mark.parametrize("queue", QUEUES)
 @pytest.mark.parametrize("act_mode", MODES)
 @pytest.mark.parametrize("weight_mode", MODES)
-def test_all_modes_on_a_grouped_strided_conv(act_mode, weight_mode):
+def test_all_modes_on_a_grouped_strided_conv(act_mode, weight_mode, queue):
     rng = np.random.default_rng(7)
     layer = make_layer(rng, c=4, h=6, w=5, m=10, k=(3, 2), stride=(2, 1), pad=(1, 0), dil=(1, 2),
                        groups=2, wd=0.3, ad=0.4)
-    assert_same_as_reference(layer, num_pes=3, fifo_depth=2, index_bits=1, empty_slice_cycles=1,
-                             act_mode=act_mode, weight_mode=weight_mode)
+    for depth in (1, 2):
+        assert_same_as_reference(layer, num_pes=3, fifo_depth=depth, index_bits=1,
+                                 empty_slice_cycles=1, act_mode=act_mode, weight_mode=weight_mode,
+                                 queue=queue)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 64])
 @pytest.mark.parametrize("m, n_pes", [(64, 16), (12, 4), (8, 8)])
 def test_dense_fc_closed_form(m, n_pes, depth):
-    """All modes "none", N divides M: each PE owns c = M/N rows and never starves after cycle 0,
-    so T = n c + 1 for every depth; D >= n never stalls, D = 1 stalls (n - 2)(c - 1) cycles."""
+    """All modes "none", N divides M: each PE owns c = M/N rows. Pop: the PEs never starve after
+    cycle 0, so T = n c + 1 for every depth; D >= n never stalls, D = 1 stalls (n - 2)(c - 1)
+    cycles. Hold at depth D + 1 is pop at depth D; hold at depth 1 is lockstep: every broadcast
+    waits for the PEs to finish the previous one, T = n (c + 1), stalling c cycles each time."""
     n = 20
     layer = make_layer(np.random.default_rng(1), kind="linear", c=n, m=m, wd=0.5, ad=0.5)
-    r = simulate_eie(layer, num_pes=n_pes, fifo_depth=depth, index_bits=4, empty_slice_cycles=1,
-                     act_mode="none", weight_mode="none")
     cost = m // n_pes
+    kw = dict(num_pes=n_pes, index_bits=4, empty_slice_cycles=1, act_mode="none",
+              weight_mode="none")
+    r = simulate_eie(layer, fifo_depth=depth, queue="pop", **kw)
     assert r.cycles.tolist() == [n * cost + 1] * 2
     c = r.counters
     assert c["busy_pe_cycles"] == 2 * n_pes * n * cost
@@ -156,6 +181,12 @@ def test_dense_fc_closed_form(m, n_pes, depth):
         assert c["stall_cycles"] == 0
     if depth == 1:
         assert c["stall_cycles"] == 2 * (n - 2) * (cost - 1)
+    held = simulate_eie(layer, fifo_depth=depth + 1, queue="hold", **kw)
+    assert held.cycles.tolist() == r.cycles.tolist() and held.counters == c
+    lock = simulate_eie(layer, fifo_depth=1, queue="hold", **kw).counters
+    assert lock["cycles"] == 2 * n * (cost + 1) and lock["stall_cycles"] == 2 * (n - 1) * cost
+    assert lock["starve_pe_cycles"] == 2 * n_pes * n
+    assert lock["busy_pe_cycles"] == c["busy_pe_cycles"]
 
 
 def test_dense_fc_uneven_rows_tail():
@@ -281,6 +312,8 @@ def test_samples_limit_and_bad_arguments():
     assert simulate_eie(layer, functional=False, **kw).outputs is None
     with pytest.raises(AccelsimError, match="eie.fifo_depth must be an integer >= 1"):
         simulate_eie(layer, **{**kw, "fifo_depth": 0})
+    with pytest.raises(AccelsimError, match="eie.queue must be one of"):
+        simulate_eie(layer, **{**kw, "queue": "fifo"})
     with pytest.raises(AccelsimError, match="sparsity.activations must be one of"):
         simulate_eie(layer, **{**kw, "act_mode": "skp"})
     bad = LayerRecord(layer.geometry, layer.weight[:, :4], None, None, layer.inputs)

@@ -7,7 +7,7 @@ interleaved-CSC weight encoding both the kernel and the storage footprint use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from accelsim.bounds import bounded
 from accelsim.dataflows import Dataflow
 
 POINTER_BITS = 16  # column pointers, one per column (+1) in every PE
+QUEUE_MODES = ("hold", "pop")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class EieSection:
     index_bits: int = bounded(4, 1, 32)
     # cycles on a popped activation whose slice in the PE is empty
     empty_slice_cycles: int = bounded(1, 0, 1024)
+    # when an activation leaves its FIFO slot: "hold" = once the PE has finished it (EIE's
+    # queue, depth D decouples D activations), "pop" = as soon as the PE starts it (D + 1)
+    queue: str = field(default="hold", metadata={"choices": QUEUE_MODES})
 
 
 def _kernel(layer, **kw):

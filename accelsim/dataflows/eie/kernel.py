@@ -4,11 +4,13 @@ The microarchitecture (docs/hardware-model.md, "EIE-style activation broadcast")
 activation per cycle is broadcast, in row-major input order, into every PE's FIFO (depth D);
 a free PE pops its head and works `cost` cycles on it (cost = stored entries of that PE in the
 columns the activation touches at valid output positions, or empty_slice_cycles if none).
-Broadcast stalls while any FIFO would stay full. The recurrence below gives exactly what
-accelsim.eie_reference's cycle-by-cycle loop gives (tests/test_eie.py checks it):
+Broadcast stalls while any FIFO would stay full. An entry frees its slot when the PE starts it
+(queue "pop") or when the PE has finished it (queue "hold", EIE's). The recurrence below gives
+exactly what reference.py's cycle-by-cycle loop gives (tests/test_eie.py checks it):
 
-    b_0 = 0, b_j = max(b_{j-1} + 1, max_p s_p(j - D))      broadcast cycle of activation j
+    b_0 = 0, b_j = max(b_{j-1} + 1, max_p f_p(j - D))      broadcast cycle of activation j
     s_p(j) = max(b_j + 1, e_p(j - 1)), e_p(j) = s_p(j) + cost_p(j), e_p(-1) = 0
+    f_p(j) = s_p(j) (pop) or e_p(j) (hold)                   cycle entry j frees its slot
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from accelsim.dataflows.eie import QUEUE_MODES
 from accelsim.dataflows.eie.encoding import WEIGHT_MODES, layer_columns, layer_csc
 from accelsim.errors import AccelsimError
 from accelsim.result import DataflowResult
@@ -133,8 +136,9 @@ class CostTables:
 
 
 @njit(cache=True)
-def _timing_one(cost, idx, lo, hi, depth, e, ring):
-    """Recurrence over broadcasts idx[lo:hi]; returns (T, busy, stall, starve, tail)."""
+def _timing_one(cost, idx, lo, hi, depth, hold, e, ring):
+    """Recurrence over broadcasts idx[lo:hi]; returns (T, busy, stall, starve, tail).
+    ring[j % depth] = the cycle by which every PE has freed entry j's slot."""
     n_pes = cost.shape[1]
     for p in range(n_pes):
         e[p] = 0
@@ -151,7 +155,7 @@ def _timing_one(cost, idx, lo, hi, depth, e, ring):
                 b = r
         if jj > 0:
             stall += b - b_prev - 1
-        ms = 0
+        free = 0
         for p in range(n_pes):
             ep = e[p]
             sp = b + 1 if b + 1 > ep else ep
@@ -159,9 +163,10 @@ def _timing_one(cost, idx, lo, hi, depth, e, ring):
             cp = cost[pos, p]
             busy += cp
             e[p] = sp + cp
-            if sp > ms:
-                ms = sp
-        ring[jj % depth] = ms
+            fp = sp + cp if hold else sp
+            if fp > free:
+                free = fp
+        ring[jj % depth] = free
         b_prev = b
     t_end = 0
     for p in range(n_pes):
@@ -175,7 +180,7 @@ def _timing_one(cost, idx, lo, hi, depth, e, ring):
 
 
 @njit(cache=True, parallel=True)
-def _timing(cost, indptr, idx, depth, entries_tot, padding_tot):
+def _timing(cost, indptr, idx, depth, hold, entries_tot, padding_tot):
     """Per-sample counters (S, 7): T, busy, stall, starve, tail, weight_read, padding."""
     n_samples = indptr.shape[0] - 1
     out = np.zeros((n_samples, 7), dtype=np.int64)
@@ -184,7 +189,7 @@ def _timing(cost, indptr, idx, depth, entries_tot, padding_tot):
         e = np.zeros(n_pes, dtype=np.int64)
         ring = np.zeros(depth, dtype=np.int64)
         lo, hi = indptr[s], indptr[s + 1]
-        t_end, busy, stall, starve, tail = _timing_one(cost, idx, lo, hi, depth, e, ring)
+        t_end, busy, stall, starve, tail = _timing_one(cost, idx, lo, hi, depth, hold, e, ring)
         wr = 0
         pd = 0
         for jj in range(lo, hi):
@@ -286,12 +291,14 @@ def check_table_size(geo: LayerGeometry, num_pes: int) -> None:
         )
 
 
-def _check_args(num_pes, fifo_depth, index_bits, empty_slice_cycles, act_mode, weight_mode):
+def _check_args(num_pes, fifo_depth, index_bits, empty_slice_cycles, queue, act_mode, weight_mode):
     for key, value, low in (("num_pes", num_pes, 1), ("fifo_depth", fifo_depth, 1),
                             ("index_bits", index_bits, 1),
                             ("empty_slice_cycles", empty_slice_cycles, 0)):
         if int(value) != value or value < low:
             raise AccelsimError(f"eie.{key} must be an integer >= {low}, got {value!r}")
+    if queue not in QUEUE_MODES:
+        raise AccelsimError(f"eie.queue must be one of {QUEUE_MODES}, got {queue!r}")
     if act_mode not in ACT_MODES:
         raise AccelsimError(f"sparsity.activations must be one of {ACT_MODES}, got {act_mode!r}")
     if weight_mode not in WEIGHT_MODES:
@@ -307,6 +314,7 @@ def simulate_eie(
     empty_slice_cycles: int,
     act_mode: str,
     weight_mode: str,
+    queue: str = "hold",
     functional: bool = True,
     samples: int | None = None,
 ) -> DataflowResult:
@@ -317,7 +325,9 @@ def simulate_eie(
     """
     from accelsim.encoded import memo
 
-    _check_args(num_pes, fifo_depth, index_bits, empty_slice_cycles, act_mode, weight_mode)
+    _check_args(num_pes, fifo_depth, index_bits, empty_slice_cycles, queue, act_mode,
+                weight_mode)
+    hold = queue == "hold"
     memo(layer, "eie_checked", (), lambda: check_layer(layer) or True)
     check_table_size(layer.geometry, int(num_pes))
     geo = layer.geometry
@@ -334,12 +344,13 @@ def simulate_eie(
                                       lambda: _nonzero_inputs(layer, n_samples))
 
     if act_mode == "skip":
-        per = _timing(tables.cost, nz_indptr, nz_idx, int(fifo_depth),
+        per = _timing(tables.cost, nz_indptr, nz_idx, int(fifo_depth), hold,
                       tables.entries_tot, tables.padding_tot)
         n_bcast = np.diff(nz_indptr)
     else:  # every activation is broadcast: the timing is the same for every sample
         all_pos = memo(layer, "all_positions", (), lambda: np.arange(n_in, dtype=np.int64))
         one = _timing(tables.cost, np.array([0, n_in], dtype=np.int64), all_pos, int(fifo_depth),
+                      hold,
                       tables.entries_tot, tables.padding_tot)
         per = np.repeat(one, n_samples, axis=0)
         n_bcast = np.full(n_samples, n_in, dtype=np.int64)

@@ -93,9 +93,14 @@ def simulate_eie_reference(
     empty_slice_cycles: int,
     act_mode: str,
     weight_mode: str,
+    queue: str = "hold",
     samples: int | None = None,
 ) -> dict:
-    """Per-cycle simulation; returns {"cycles": [T per sample], counter: total, "outputs": array}."""
+    """Per-cycle simulation; returns {"cycles": [T per sample], counter: total, "outputs": array}.
+
+    queue "pop": the PE removes the head from its FIFO when it starts it; "hold": the head stays
+    in the FIFO (occupying a slot) until the PE has finished it.
+    """
     lay = _Layer(layer, num_pes, index_bits, weight_mode)
     dense = layer.inputs.to_dense().reshape(layer.inputs.num_samples, -1)
     if samples is not None:
@@ -116,15 +121,26 @@ def simulate_eie_reference(
         order = [j for j in range(n_in) if act_mode != "skip" or acts[j] != 0]
         fifos = [deque() for _ in range(num_pes)]
         busy_until = [0] * num_pes
+        working = [False] * num_pes  # hold: the head is the entry in progress
         done = [0] * num_pes
         nxt = 0
         t = 0
         while True:
-            # 1. every free PE pops available heads (a cost-0 entry frees it in the same cycle)
+            # 1. every free PE takes available heads (a cost-0 entry frees it in the same cycle)
             for p in range(num_pes):
-                while busy_until[p] <= t and fifos[p] and fifos[p][0][1] < t:
-                    pos, _ = fifos[p].popleft()
-                    totals["fifo_pop"] += 1
+                while busy_until[p] <= t:
+                    if working[p]:  # hold: the finished head leaves the FIFO now
+                        fifos[p].popleft()
+                        totals["fifo_pop"] += 1
+                        working[p] = False
+                    if not (fifos[p] and fifos[p][0][1] < t):
+                        break
+                    if queue == "hold":
+                        pos = fifos[p][0][0]
+                        working[p] = True
+                    else:
+                        pos, _ = fifos[p].popleft()
+                        totals["fifo_pop"] += 1
                     totals["pointer_read"] += 1
                     entries = lay.work(p, pos)
                     a = float(acts[pos])
