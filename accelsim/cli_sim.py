@@ -1,4 +1,5 @@
-"""Simulator commands: `accelsim run`, `accelsim plot energy|cycles`, `accelsim demo`.
+"""Simulator commands: `accelsim run`, `accelsim plot energy|cycles`, `accelsim report`,
+`accelsim demo`.
 
 Only click is imported at module level; numba kernels load when a command runs.
 """
@@ -139,9 +140,11 @@ def print_report(report, console=None) -> None:
 @click.option("--per-multiplier", "iso", type=click.IntRange(1, 2**31), is_flag=False,
               flag_value=64, default=None, metavar="[N]",
               help="Add iso_cycles: cycles scaled to N multipliers (default 64), to compare arrays.")
+@click.option("--html", "html", default=None,
+              help="Also write a one-page HTML report (tables, figures, configuration).")
 @click.option("--quiet", is_flag=True, help="Do not print the tables.")
 def run_cmd(traces, topologies, weight_density, act_density, nm_text, samples, arch_spec, overrides,
-            energy_spec, out, iso, quiet):
+            energy_spec, out, iso, html, quiet):
     """Replay traces on a sparse array and its dense baseline; report cycles and energy."""
     import tempfile
 
@@ -152,6 +155,10 @@ def run_cmd(traces, topologies, weight_density, act_density, nm_text, samples, a
         raise AccelsimError("run: give at least one --trace or --topology")
     if out:
         check_output_file(out, REPORT_FORMATS, kind="report")
+    if html:
+        from accelsim.html_report import check_html_path
+
+        check_html_path(html)
     with tempfile.TemporaryDirectory(prefix="accelsim-topology-") as tmp:
         built, overrides = topology_options(topologies, tmp, arch_spec, list(overrides),
                                             weight_density, act_density, nm_text, samples)
@@ -160,10 +167,30 @@ def run_cmd(traces, topologies, weight_density, act_density, nm_text, samples, a
         report = per_multiplier(report, iso)
     if out:
         write_report(report, out)
+    if html:
+        from accelsim.html_report import write_html
+
+        write_html(report, html, where="run")
     if not quiet:
         print_report(report)
     if out:
         click.echo(f"report written to {out}", err=True)
+    if html:
+        click.echo(f"HTML report written to {html}", err=True)
+
+
+@click.command("report")
+@click.argument("report_path")
+@click.option("--html", "html", required=True, help="The one-page HTML report to write (.html).")
+def report_cmd(report_path, html):
+    """A one-page HTML report of an existing table written by `accelsim run --out`."""
+    from accelsim.html_report import check_html_path, write_html
+    from accelsim.report import read_report
+
+    check_html_path(html)
+    write_html(read_report(report_path), html, where=report_path,
+               title=f"accelsim report: {Path(report_path).name}")
+    click.echo(f"HTML report written to {html}", err=True)
 
 
 @click.group("plot")
@@ -241,4 +268,5 @@ def demo_cmd(out_dir):
 def register(cli: click.Group) -> None:
     cli.add_command(run_cmd)
     cli.add_command(plot_group)
+    cli.add_command(report_cmd)
     cli.add_command(demo_cmd)

@@ -1,0 +1,187 @@
+"""A one-page, self-contained HTML report of a run: summary, per-layer tables, cycle breakdown,
+the energy and cycle figures (PNG data URIs), the configuration it ran with and what it did not
+charge. One file to mail or archive: no network, no side files, no scripts.
+
+Every text that comes from a file (trace, model, layer, arch names, the configuration) is
+HTML-escaped; the page is written atomically like every other output.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from accelsim.atomic import atomic_write, check_output_file
+
+HTML_FORMATS = (".html", ".htm")
+
+STYLE = """
+body{font-family:sans-serif;margin:2em auto;max-width:1200px;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.2em .5em}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f0f0f0}caption{text-align:left;font-weight:bold;padding:.3em 0}
+img{max-width:100%;border:1px solid #eee}pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.8em}
+"""
+
+LAYER_COLUMNS = [  # (column, heading, format)
+    ("layer", "layer", None), ("variant", "variant", None), ("cycles", "cycles", "{:,.0f}"),
+    ("load_balance", "load bal.", "{:.2f}"), ("utilisation", "util.", "{:.2f}"),
+    ("effective_macs", "eff. MACs", "{:,.0f}"), ("weight_density", "weight density", "{:.3f}"),
+    ("act_density", "act. density", "{:.3f}"), ("energy_pj", "energy (nJ)", "nJ"),
+    ("topk_exposed_cycles", "top-k cyc", "{:,.0f}"), ("topk_mismatches", "mask mism.", "{:.1f}"),
+]
+CYCLE_PARTS = [  # cycle breakdown per run: (column, heading)
+    ("compute_cycles", "compute"), ("stall_cycles", "queue stalls"),
+    ("starve_pe_cycles", "starved PE cycles"), ("topk_exposed_cycles", "top-k exposed"),
+    ("memory_stall_cycles", "memory stalls"), ("cycles", "total"),
+]
+SUMMARY_COLUMNS = [
+    ("trace", "trace", None), ("arch", "arch", None), ("cycles", "cycles", "{:,.0f}"),
+    ("iso_cycles", "iso cycles", "{:,.0f}"), ("energy_uj", "energy (µJ)", "{:.3f}"),
+    ("mac_pct", "MAC %", "{:.2f}"), ("load_balance", "load bal.", "{:.2f}"),
+    ("speedup_vs_dense", "speedup vs dense", "{:.2f}x"),
+    ("energy_ratio_vs_dense", "energy vs dense", "{:.2f}x"),
+    ("speedup_vs_wp", "speedup vs WP", "{:.2f}x"), ("energy_ratio_vs_wp", "energy vs WP", "{:.2f}x"),
+]
+CONFIG_COLUMNS = ("arch_source", "arch_overrides", "arch_hash", "energy_table", "energy_hash")
+
+
+def check_html_path(out: str | Path, option: str | None = "--html") -> Path:
+    """Fail early (before a run) on an HTML path that cannot be written."""
+    return check_output_file(out, HTML_FORMATS, option=option, kind="HTML report")
+
+
+def _cell(value, fmt: str | None) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "<td></td>"
+    if fmt is None:
+        return f"<td>{escape(str(value))}</td>"
+    if fmt == "nJ":
+        return f'<td class="n">{float(value) / 1e3:,.1f}</td>'
+    return f'<td class="n">{escape(fmt.format(value))}</td>'
+
+
+def table(frame: pd.DataFrame, columns, caption: str = "") -> str:
+    """An HTML table of `frame`'s listed (column, heading, format) columns that it has."""
+    cols = [c for c in columns if c[0] in frame.columns]
+    head = "".join(f"<th>{escape(h)}</th>" for _, h, _ in cols)
+    body = "".join("<tr>" + "".join(_cell(r[c], f) for c, _, f in cols) + "</tr>\n"
+                   for _, r in frame.iterrows())
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<tr>{head}</tr>\n{body}</table>\n"
+
+
+def _figure_uri(draw, report: pd.DataFrame) -> str:
+    """A figure drawn by accelsim.plots (`draw(report, path)`) as a PNG data URI."""
+    with tempfile.TemporaryDirectory(prefix="accelsim-html-") as tmp:
+        path = Path(tmp) / "figure.png"
+        draw(report, path)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"data:image/png;base64,{data}"
+
+
+def cycle_breakdown(report: pd.DataFrame) -> pd.DataFrame:
+    """Cycles per inference of each run (trace, arch, variant) split into its parts."""
+    parts = [c for c, _ in CYCLE_PARTS if c in report.columns]
+    return report.groupby(["trace", "arch", "variant"], sort=False)[parts].sum().reset_index()
+
+
+def configurations(report: pd.DataFrame) -> list[tuple[dict, str]]:
+    """Each distinct configuration of the report: (provenance columns, pretty config JSON)."""
+    cols = ["arch"] + [c for c in CONFIG_COLUMNS if c in report.columns]
+    if "arch_config" in report.columns:
+        cols.append("arch_config")
+    out = []
+    for _, r in report[cols].drop_duplicates().iterrows():
+        meta = {c: r[c] for c in cols if c != "arch_config"}
+        blob = r.get("arch_config")
+        try:
+            pretty = json.dumps(json.loads(blob), indent=1, sort_keys=True) if isinstance(blob, str) else ""
+        except ValueError:
+            pretty = str(blob)
+        out.append((meta, pretty))
+    return out
+
+
+def not_simulated(report: pd.DataFrame) -> list[str]:
+    """What the run did not charge, read from the report itself: rows a report marks as not
+    simulated, top-k units not charged for traces without dynamic masks, layers whose masks the
+    unit disagreed with, and cycle or energy parts that are zero in every row of a run."""
+    lines = []
+    for col in ("not_simulated", "skipped"):
+        if col in report.columns:
+            for _, r in report[report[col].fillna(False).astype(bool)].iterrows():
+                lines.append(f"{r['trace']} / {r['layer']}: {col.replace('_', ' ')} ({r[col]})")
+    for (trace, arch), g in report.groupby(["trace", "arch"], sort=False):
+        sparse = g[g["variant"] != "dense"] if "variant" in g.columns else g
+        if "topk_unit" in g.columns and (sparse["topk_unit"].astype(str) == "none").all():
+            lines.append(f"{trace} on {arch}: no top-k unit charged (the trace has no dynamic masks)")
+        if "topk_mismatches" in g.columns and (g["topk_mismatches"] > 0).any():
+            layers = ", ".join(dict.fromkeys(g.loc[g["topk_mismatches"] > 0, "layer"].astype(str)))
+            lines.append(f"{trace} on {arch}: the top-k unit's masks differ from the trace's in {layers}")
+        zero = [h for c, h in CYCLE_PARTS[1:-1] if c in g.columns and not (g[c] > 0).any()]
+        zero += [c[len("energy_"):-len("_pj")].replace("_", " ") + " energy" for c in g.columns
+                 if c.startswith("energy_") and c.endswith("_pj") and c != "energy_pj" and not (g[c] > 0).any()]
+        if zero:
+            lines.append(f"{trace} on {arch}: zero in every layer (not modelled by the {g['dataflow'].iloc[0]} "
+                         f"dataflow or nothing to charge): {', '.join(zero)}" if "dataflow" in g.columns
+                         else f"{trace} on {arch}: zero in every layer: {', '.join(zero)}")
+    return lines
+
+
+def render(report: pd.DataFrame, title: str = "accelsim report") -> str:
+    """The whole page. `report` is a checked report (plots.plottable_report for both figures)."""
+    from accelsim import plots
+    from accelsim.report import summary
+
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+             f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>\n",
+             f"<h1>{escape(title)}</h1>\n"]
+    runs = report[["trace", "model", "method"]].drop_duplicates() if {"model", "method"} <= set(report.columns) \
+        else report[["trace"]].drop_duplicates()
+    parts.append("<h2>Traces</h2>\n" + table(runs, [("trace", "trace", None), ("model", "model", None),
+                                                    ("method", "method", None)]))
+    parts.append("<h2>Summary (per inference)</h2>\n" + table(summary(report), SUMMARY_COLUMNS))
+    parts.append("<h2>Cycle breakdown (per inference)</h2>\n"
+                 + table(cycle_breakdown(report), [("trace", "trace", None), ("arch", "arch", None),
+                                                  ("variant", "variant", None)]
+                         + [(c, h, "{:,.0f}") for c, h in CYCLE_PARTS]))
+    parts.append(f'<h2>Energy by component</h2>\n<img alt="energy by component" '
+                 f'src="{_figure_uri(plots.plot_energy, report)}">\n')
+    parts.append(f'<h2>Cycles per layer</h2>\n<img alt="cycles per layer" '
+                 f'src="{_figure_uri(plots.plot_cycles, report)}">\n')
+    parts.append("<h2>Per-layer tables</h2>\n")
+    for (trace, arch), group in report.groupby(["trace", "arch"], sort=False):
+        parts.append(table(group, LAYER_COLUMNS, caption=f"{trace} on {arch}"))
+    parts.append("<h2>Configuration it ran with</h2>\n")
+    for meta, pretty in configurations(report):
+        items = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in meta.items())
+        parts.append(f"<table>{items}</table>\n")
+        if pretty:
+            parts.append(f"<pre>{escape(pretty)}</pre>\n")
+    missing = not_simulated(report)
+    parts.append("<h2>What was not simulated</h2>\n")
+    parts.append("<ul>" + "".join(f"<li>{escape(m)}</li>" for m in missing) + "</ul>\n" if missing
+                 else "<p>none: every layer of every trace was simulated and charged</p>\n")
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+def write_html(report: pd.DataFrame, out: str | Path, where: str | Path = "report",
+               title: str = "accelsim report") -> Path:
+    """Check the report can make both figures (one error line otherwise), then write the page
+    atomically to `out`."""
+    from accelsim.plots import plottable_report
+
+    out = check_html_path(out)
+    checked = plottable_report(report, where, "energy")
+    checked = plottable_report(checked, where, "cycles")
+    page = render(checked, title)
+    return atomic_write(out, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
