@@ -37,11 +37,19 @@ LAYER_COLUMNS = [  # (column, heading, format)
     ("act_density", "act. density", "{:.3f}"), ("energy_pj", "energy (nJ)", "nJ"),
     ("topk_exposed_cycles", "top-k cyc", "{:,.0f}"), ("topk_mismatches", "mask mism.", "{:.1f}"),
 ]
-CYCLE_PARTS = [  # cycle breakdown per run: (column, heading)
-    ("compute_cycles", "compute"), ("stall_cycles", "queue stalls"),
-    ("starve_pe_cycles", "starved PE cycles"), ("topk_exposed_cycles", "top-k exposed"),
+CYCLE_PARTS = [  # array cycles per run: total = compute + top-k exposed + memory stalls
+    ("compute_cycles", "compute"), ("topk_exposed_cycles", "top-k exposed"),
     ("memory_stall_cycles", "memory stalls"), ("cycles", "total"),
 ]
+INSIDE_COMPUTE = [  # within the compute cycles: array cycles a full queue held, then PE-cycles
+    ("stall_cycles", "queue stalls"), ("busy_pe_cycles", "busy PE-cyc"),
+    ("starve_pe_cycles", "starved PE-cyc"), ("tail_pe_cycles", "tail PE-cyc"),
+    ("empty_pe_cycles", "empty PE-cyc"),
+]
+BREAKDOWN_NOTE = ("total = compute + top-k exposed + memory stalls, in array cycles. Within compute: "
+                  "queue stalls are array cycles in which a full queue held the next broadcast; "
+                  "busy, starved (queue empty, more work to come), tail (done, waiting for the "
+                  "slowest PE) and empty PE-cycles are summed over the PEs.")
 SUMMARY_COLUMNS = [
     ("trace", "trace", None), ("arch", "arch", None), ("cycles", "cycles", "{:,.0f}"),
     ("iso_cycles", "iso cycles", "{:,.0f}"), ("energy_uj", "energy (µJ)", "{:.3f}"),
@@ -50,6 +58,8 @@ SUMMARY_COLUMNS = [
     ("energy_ratio_vs_dense", "energy vs dense", "{:.2f}x"),
     ("speedup_vs_wp", "speedup vs WP", "{:.2f}x"), ("energy_ratio_vs_wp", "energy vs WP", "{:.2f}x"),
 ]
+ENERGY_COLUMNS = [("event", "event", None), ("pj", "pJ per event", "{:.4g}"),
+                  ("count", "events, all rows", "{:,.0f}"), ("energy_nj", "energy (nJ)", "{:,.1f}")]
 CONFIG_COLUMNS = ("arch_source", "arch_overrides", "arch_hash", "energy_table", "energy_hash")
 
 
@@ -89,31 +99,53 @@ def _figure_uri(draw, report: pd.DataFrame) -> str:
 
 def cycle_breakdown(report: pd.DataFrame) -> pd.DataFrame:
     """Cycles per inference of each run (trace, arch, variant) split into its parts."""
-    parts = [c for c, _ in CYCLE_PARTS if c in report.columns]
+    parts = [c for c, _ in CYCLE_PARTS + INSIDE_COMPUTE if c in report.columns]
     return report.groupby(["trace", "arch", "variant"], sort=False)[parts].sum().reset_index()
 
 
-def configurations(report: pd.DataFrame) -> list[tuple[dict, str]]:
-    """Each distinct configuration of the report: (provenance columns, pretty config JSON)."""
+def configurations(report: pd.DataFrame) -> list[tuple[dict, str, pd.DataFrame]]:
+    """Each distinct configuration of the report: (provenance columns, pretty config JSON,
+    the energy per event its rows were charged)."""
     cols = ["arch"] + [c for c in CONFIG_COLUMNS if c in report.columns]
     if "arch_config" in report.columns:
         cols.append("arch_config")
     out = []
-    for _, r in report[cols].drop_duplicates().iterrows():
+    for _, r in report[cols].astype(str).drop_duplicates().iterrows():
         meta = {c: r[c] for c in cols if c != "arch_config"}
         blob = r.get("arch_config")
         try:
             pretty = json.dumps(json.loads(blob), indent=1, sort_keys=True) if isinstance(blob, str) else ""
         except ValueError:
             pretty = str(blob)
-        out.append((meta, pretty))
+        same = np.logical_and.reduce([report[c].astype(str) == r[c] for c in cols])
+        out.append((meta, pretty, energy_per_event(report[same])))
     return out
+
+
+def energy_per_event(report: pd.DataFrame) -> pd.DataFrame:
+    """The energy table a run used, read back from its rows: pJ per event = energy / count of
+    each event (events that never occurred show no cost), with the counts per inference."""
+    from accelsim.plots import EVENT_LABELS
+    from accelsim.result import EVENTS
+
+    rows = []
+    for event in EVENTS:
+        count_col, energy_col = f"events_{event}", f"energy_{event}_pj"
+        if count_col not in report.columns or energy_col not in report.columns:
+            continue
+        count, energy = float(report[count_col].sum()), float(report[energy_col].sum())
+        rows.append({"event": EVENT_LABELS.get(event, event), "pj": energy / count if count else None,
+                     "count": count, "energy_nj": energy / 1e3})
+    return pd.DataFrame(rows)
 
 
 def not_simulated(report: pd.DataFrame) -> list[str]:
     """What the run did not charge, read from the report itself: rows a report marks as not
     simulated, top-k units not charged for traces without dynamic masks, layers whose masks the
     unit disagreed with, and cycle or energy parts that are zero in every row of a run."""
+    from accelsim.plots import EVENT_LABELS
+    from accelsim.result import EVENTS
+
     lines = []
     for col in ("not_simulated", "skipped"):
         if col in report.columns:
@@ -126,9 +158,10 @@ def not_simulated(report: pd.DataFrame) -> list[str]:
         if "topk_mismatches" in g.columns and (g["topk_mismatches"] > 0).any():
             layers = ", ".join(dict.fromkeys(g.loc[g["topk_mismatches"] > 0, "layer"].astype(str)))
             lines.append(f"{trace} on {arch}: the top-k unit's masks differ from the trace's in {layers}")
-        zero = [h for c, h in CYCLE_PARTS[1:-1] if c in g.columns and not (g[c] > 0).any()]
-        zero += [c[len("energy_"):-len("_pj")].replace("_", " ") + " energy" for c in g.columns
-                 if c.startswith("energy_") and c.endswith("_pj") and c != "energy_pj" and not (g[c] > 0).any()]
+        zero = [h for c, h in CYCLE_PARTS[1:-1] + INSIDE_COMPUTE[:3]
+                if c in g.columns and not (g[c] > 0).any()]
+        zero += [EVENT_LABELS.get(e, e) + " energy" for e in EVENTS
+                 if f"energy_{e}_pj" in g.columns and not (g[f"energy_{e}_pj"] > 0).any()]
         if zero:
             lines.append(f"{trace} on {arch}: zero in every layer (not modelled by the {g['dataflow'].iloc[0]} "
                          f"dataflow or nothing to charge): {', '.join(zero)}" if "dataflow" in g.columns
@@ -152,7 +185,8 @@ def render(report: pd.DataFrame, title: str = "accelsim report") -> str:
     parts.append("<h2>Cycle breakdown (per inference)</h2>\n"
                  + table(cycle_breakdown(report), [("trace", "trace", None), ("arch", "arch", None),
                                                   ("variant", "variant", None)]
-                         + [(c, h, "{:,.0f}") for c, h in CYCLE_PARTS]))
+                         + [(c, h, "{:,.0f}") for c, h in CYCLE_PARTS + INSIDE_COMPUTE])
+                 + f"<p>{escape(BREAKDOWN_NOTE)}</p>\n")
     parts.append(f'<h2>Energy by component</h2>\n<img alt="energy by component" '
                  f'src="{_figure_uri(plots.plot_energy, report)}">\n')
     parts.append(f'<h2>Cycles per layer</h2>\n<img alt="cycles per layer" '
@@ -161,9 +195,10 @@ def render(report: pd.DataFrame, title: str = "accelsim report") -> str:
     for (trace, arch), group in report.groupby(["trace", "arch"], sort=False):
         parts.append(table(group, LAYER_COLUMNS, caption=f"{trace} on {arch}"))
     parts.append("<h2>Configuration it ran with</h2>\n")
-    for meta, pretty in configurations(report):
+    for meta, pretty, energy in configurations(report):
         items = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in meta.items())
         parts.append(f"<table>{items}</table>\n")
+        parts.append(table(energy, ENERGY_COLUMNS, caption="energy per event (from the report's counts)"))
         if pretty:
             parts.append(f"<pre>{escape(pretty)}</pre>\n")
     missing = not_simulated(report)

@@ -69,6 +69,35 @@ def test_page_is_self_contained_and_escapes_names(page):
     assert "&quot;fifo_depth&quot;" in text  # the resolved configuration is on the page
 
 
+def test_cycle_breakdown_adds_up(report_csv):
+    import numpy as np
+
+    from accelsim.html_report import cycle_breakdown
+    from accelsim.report import read_report
+
+    parts = cycle_breakdown(read_report(report_csv))
+    assert len(parts) == 2  # one row per run: the sparse array and its dense baseline
+    total = parts["compute_cycles"] + parts["topk_exposed_cycles"] + parts["memory_stall_cycles"]
+    assert np.allclose(total, parts["cycles"])
+    assert (parts["topk_exposed_cycles"] > 0).any()  # the jp trace's top-k unit shows
+
+
+def test_energy_per_event_reads_back_the_table_it_ran_with(report_csv):
+    from accelsim.energy import load_energy_table
+    from accelsim.html_report import configurations
+    from accelsim.plots import EVENT_LABELS
+    from accelsim.report import read_report
+
+    (meta, pretty, energy), = configurations(read_report(report_csv))
+    assert meta["energy_table"] == "default-45nm" and '"fifo_depth": 8' in pretty
+    table = load_energy_table("default")
+    charged = energy.dropna(subset=["pj"]).set_index("event")["pj"]
+    labels = {EVENT_LABELS[e]: pj for e, pj in table.pj.items()}
+    assert len(charged) >= 8
+    for event, pj in charged.items():
+        assert pj == pytest.approx(labels[event], rel=1e-9)
+
+
 def test_run_html_writes_the_page(mlp3_trace, tmp_path, capsys):
     out = tmp_path / "run.html"
     code, _, err = run_cli(capsys, "run", "--trace", mlp3_trace, "--quiet", "--html", str(out))
