@@ -22,8 +22,6 @@ import math
 
 import torch
 
-from accelsim.maskfn import kept_count
-
 
 def l1_penalty(w: torch.Tensor, alpha: float) -> torch.Tensor:
     return alpha * w.abs().sum()
@@ -81,17 +79,3 @@ def han_dropout(d_o: float, c_ir: int, c_io: int) -> float:
 def jp_dropout(c_d: float, winner_rate: float) -> float:
     """JPnet Eq. 10: dropout rate after a masked layer = C_d * sqrt(winner rate)."""
     return float(c_d) * math.sqrt(float(winner_rate))
-
-
-def q_for_density(w: torch.Tensor, density: float) -> float:
-    """The Han quality parameter q that keeps `density` of the layer's weights (|w| >= q*std).
-
-    Lets a recipe state the paper's per-layer weight percentage and still prune with Han's
-    q x std rule; the solved q is recorded in the checkpoint."""
-    a = w.detach().abs().flatten().float()
-    std = float(w.detach().float().std(unbiased=False))
-    if std == 0.0 or density >= 1.0:
-        return 0.0
-    n_keep = kept_count(a.numel(), density)
-    kth = torch.topk(a, n_keep, largest=True, sorted=True).values[-1]
-    return float(kth) / std

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
