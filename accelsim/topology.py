@@ -148,6 +148,7 @@ def topology_trace(path: str | Path, out: str | Path, *, weight_density: float =
                 check_nm_divides(item.geometry.name, gemm_view(_Shape(item.geometry)), nm)
             except AccelsimError as exc:
                 raise AccelsimError(f"{path}: line {item.line}: {exc}") from None
+    check_topology_size(path, layers, samples)
     records = []
     for index, item in enumerate(layers):
         rec = random_layer(item.geometry, weight_density, act_density, samples=samples,
@@ -158,6 +159,27 @@ def topology_trace(path: str | Path, out: str | Path, *, weight_density: float =
                          "act_density": act_density, "nm": None if nm is None else f"{nm[0]}:{nm[1]}"}}
     write_trace(out, meta, records)
     return str(out)
+
+
+# A topology's synthetic trace holds every layer's dense weights, inputs and outputs in memory
+# before it is written (4 bytes an element, plus masks and CSR copies): bounded like a recording.
+MAX_TOPOLOGY_BYTES = 8 * 2**30
+BYTES_PER_ELEMENT = 12
+
+
+def check_topology_size(path, layers: list[TopologyLayer], samples: int) -> None:
+    """Refuse, before any weight is drawn, a topology whose synthetic trace would not fit."""
+    from accelsim.traces.validate import claimed_elements
+
+    total = 0
+    for item in layers:
+        counts = claimed_elements(item.geometry, samples)
+        total += BYTES_PER_ELEMENT * (counts["weight"] + counts["input"] + counts["output"])
+    if total > MAX_TOPOLOGY_BYTES:
+        raise AccelsimError(
+            f"{path}: its synthetic trace of {samples} sample(s) would hold about "
+            f"{total / 2**30:.1f} GiB of weights and activations (limit "
+            f"{MAX_TOPOLOGY_BYTES / 2**30:.0f} GiB); use fewer --samples or smaller layers")
 
 
 @dataclass(frozen=True)

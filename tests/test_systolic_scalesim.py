@@ -98,6 +98,8 @@ def run_cli(args):
     (CONV_HEADER + "C1, 8, 8, 3, 3, 4, 2, 1, 5:4,\n", [], "line 2 (C1): Sparsity: N:M pattern 5:4"),
     (CONV_HEADER + "C1, 8, 8, 3, 3, 4, 2, 1,\n", ["--weight-density", "0"], "--weight-density must be in (0, 1], got 0.0"),
     ("", [], "empty topology file"),
+    (CONV_HEADER + "C1, 100000, 100000, 3, 3, 64, 64, 1,\n", [],
+     "GiB of weights and activations (limit 8 GiB)"),
 ])
 def test_bad_topology_is_one_line_exit_2(tmp_path, capsys, text, extra, message):
     path = _write(tmp_path, text)
