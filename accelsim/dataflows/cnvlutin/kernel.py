@@ -216,6 +216,19 @@ def _filter_counts(weight: np.ndarray, cs: ConvShape, weight_mode: str) -> np.nd
     return np.full((cs.groups, cs.cg, cs.KH, cs.KW), cs.mg, dtype=np.int64)
 
 
+@njit(cache=True, inline="always")
+def _brick_entries(x, base, c0, c1, plane, act_mode):
+    """Entries a lane processes for channels c0..c1-1 of one position: the non-zeros when
+    activations are skipped (act_mode 0), every channel otherwise."""
+    if act_mode != 0:
+        return c1 - c0
+    nz = 0
+    for c in range(c0, c1):
+        if x[base + c * plane] != 0.0:
+            nz += 1
+    return nz
+
+
 @njit(cache=True, parallel=True)
 def _cnvlutin_kernel(indptr, indices, values, weight, wcount, bias, geo, cfg, s_out, per_sample,
                      outputs):
@@ -261,12 +274,7 @@ def _cnvlutin_kernel(indptr, indices, values, weight, wcount, bias, geo, cfg, s_
                         for b in range(nb):
                             c0 = b * B
                             c1 = min(c0 + B, cg)
-                            nz = c1 - c0
-                            if act_mode == 0:
-                                nz = 0
-                                for c in range(c0, c1):
-                                    if x[base + c * H * W] != 0.0:
-                                        nz += 1
+                            nz = _brick_entries(x, base, c0, c1, H * W, act_mode)
                             cost[iy, ix, b] = nz
                             tc += nz
                         tcost[iy, ix] = tc
@@ -280,12 +288,7 @@ def _cnvlutin_kernel(indptr, indices, values, weight, wcount, bias, geo, cfg, s_
                                 c1 = min(c0 + B, (lane + 1) * sl, cg)
                                 if c0 >= c1:
                                     continue
-                                nz = c1 - c0
-                                if act_mode == 0:
-                                    nz = 0
-                                    for c in range(c0, c1):
-                                        if x[base + c * H * W] != 0.0:
-                                            nz += 1
+                                nz = _brick_entries(x, base, c0, c1, H * W, act_mode)
                                 tc += nz
                                 if nz > gmax:
                                     gmax = nz
