@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from accelsim import dataflows
 from accelsim.bounds import bounded, check_bounds, field_bounds
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, read_user_text
 
 SPARSITY_MODES = ("skip", "gate", "none")
 DATAFLOWS = dataflows.names()
@@ -159,12 +159,7 @@ def _read_source(spec: str) -> tuple[str, str, Path | None]:
         raise AccelsimError(
             f"arch {spec!r}: no such preset or file (presets: {', '.join(preset_names())})"
         )
-    if not path.is_file():
-        raise AccelsimError(f"{spec}: arch file not found")
-    try:
-        return spec, path.read_text(encoding="utf-8"), path.resolve().parent
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AccelsimError(f"{spec}: cannot read arch file: {exc}") from None
+    return spec, read_user_text(path, spec, "arch file"), path.resolve().parent
 
 
 def _check_type(label: str, key: str, value: Any, expected: type) -> Any:

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from accelsim.bounds import Bounds, check_bounds
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, read_user_text
 from accelsim.result import EVENTS
 
 DEFAULT_TABLE = "default"
@@ -50,12 +50,7 @@ def load_energy_table(spec: str | Path = DEFAULT_TABLE) -> EnergyTable:
     else:
         path = Path(spec)
         label = str(path)
-        if not path.is_file():
-            raise AccelsimError(f"{label}: energy table not found (use 'default' or a TOML file)")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AccelsimError(f"{label}: cannot read energy table: {exc}") from None
+        text = read_user_text(path, label, "energy table", " (use 'default' or a TOML file)")
     return parse_energy_table(text, label)
 
 

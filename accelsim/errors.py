@@ -10,3 +10,17 @@ class AccelsimError(Exception):
     """A problem with the user's input, reported as one line and exit code 2."""
 
     exit_code = 2
+
+
+def read_user_text(path, label: str, what: str, hint: str = "", encoding: str = "utf-8") -> str:
+    """The text of a file the user named, or one line: '<label>: <what> not found' or
+    '<label>: cannot read <what>: <reason>'."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise AccelsimError(f"{label}: {what} not found{hint}")
+    try:
+        return path.read_text(encoding=encoding)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AccelsimError(f"{label}: cannot read {what}: {exc}") from None

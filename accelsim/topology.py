@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, read_user_text
 from accelsim.traces.schema import LayerGeometry
 
 CONV_COLUMNS = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width",
@@ -86,12 +86,7 @@ def is_gemm_header(header: list[str]) -> bool:
 def read_topology(path: str | Path) -> list[TopologyLayer]:
     """Layers of a SCALE-Sim topology file (conv or GEMM form); one-line errors on bad input."""
     path = Path(path)
-    if not path.is_file():
-        raise AccelsimError(f"{path}: topology file not found")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AccelsimError(f"{path}: cannot read topology file: {exc}") from None
+    text = read_user_text(path, str(path), "topology file", encoding="utf-8-sig")
     rows = [(i + 1, _cells(r)) for i, r in enumerate(csv.reader(text.splitlines()))]
     rows = [(i, r) for i, r in rows if r]
     if not rows:
