@@ -60,7 +60,7 @@ def _cached(load, spec: str, *args):
 def simulate(traces, arch: str = "eie64", set: Mapping[str, Any] | Sequence[str] | None = None,
              energy: str | None = None, *,
              progress: Callable[[str, str], None] | None = None):
-    """Replay traces on an architecture and its dense baseline: the report of `accelsim run`.
+    """Replay traces on an architecture and its baseline (skipping off): the report of `accelsim run`.
 
     traces: a path or a list of paths. arch: a preset name ("eie64", "cnvlutin") or a TOML file.
     set: overrides, {"eie.fifo_depth": 4} or ["eie.fifo_depth=4"]. energy: an energy table TOML
@@ -79,7 +79,8 @@ def simulate(traces, arch: str = "eie64", set: Mapping[str, Any] | Sequence[str]
 
 def summary(report):
     """Per trace and architecture: cycles, energy, MAC %, speed-up and energy ratio against the
-    dense baseline (and against the weight-pruned trace of the same model when one was run)."""
+    baseline (the same array, skipping off) and against the dense and weight-pruned traces of the
+    same model when they ran (docs/report.md). Reports written before the rename also work."""
     from accelsim.report import summary as _summary
 
     return _summary(report)

@@ -77,7 +77,7 @@ class _ArchMethods:
         return dataclasses.asdict(self)
 
     def with_sparsity(self, activations: str, weights: str):
-        """Same array, other skip/gate switches; ("none", "none") is the dense baseline."""
+        """Same array, other skip/gate switches; ("none", "none") is the baseline."""
         for key, value in (("activations", activations), ("weights", weights)):
             if value not in SPARSITY_MODES:
                 raise AccelsimError(

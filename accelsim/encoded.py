@@ -1,6 +1,6 @@
 """Encode once: weight-side work of a trace layer, computed once and reused.
 
-Why: a replay runs each layer on the sparse array and its dense baseline, then asks for its
+Why: a replay runs each layer on the sparse array and its baseline, then asks for its
 storage footprint, statistics and functional check; a sweep does it again for every point. The
 per-PE column counts, the CSC, the cost tables and the statistics depend only on the layer and
 a few encoding parameters, never on the FIFO depth or the top-k unit, so they are memoised:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from accelsim.atomic import atomic_write, check_output_file
+from accelsim.report import BASELINE, RATIO_HEADINGS
 
 HTML_FORMATS = (".html", ".htm")
 
@@ -54,9 +55,7 @@ SUMMARY_COLUMNS = [
     ("trace", "trace", None), ("arch", "arch", None), ("cycles", "cycles", "{:,.0f}"),
     ("iso_cycles", "iso cycles", "{:,.0f}"), ("energy_uj", "energy (µJ)", "{:.3f}"),
     ("mac_pct", "MAC %", "{:.2f}"), ("load_balance", "load bal.", "{:.2f}"),
-    ("speedup_vs_dense", "speedup vs dense", "{:.2f}x"),
-    ("energy_ratio_vs_dense", "energy vs dense", "{:.2f}x"),
-    ("speedup_vs_wp", "speedup vs WP", "{:.2f}x"), ("energy_ratio_vs_wp", "energy vs WP", "{:.2f}x"),
+    *[(column, heading, "{:.2f}x") for column, heading in RATIO_HEADINGS.items()],
 ]
 ENERGY_COLUMNS = [("event", "event", None), ("pj", "pJ per event", "{:.4g}"),
                   ("count", "events, all rows", "{:,.0f}"), ("energy_nj", "energy (nJ)", "{:,.1f}")]
@@ -152,7 +151,7 @@ def not_simulated(report: pd.DataFrame) -> list[str]:
             for _, r in report[report[col].fillna(False).astype(bool)].iterrows():
                 lines.append(f"{r['trace']} / {r['layer']}: {col.replace('_', ' ')} ({r[col]})")
     for (trace, arch), g in report.groupby(["trace", "arch"], sort=False):
-        sparse = g[g["variant"] != "dense"] if "variant" in g.columns else g
+        sparse = g[g["variant"] != BASELINE] if "variant" in g.columns else g
         if "topk_unit" in g.columns and (sparse["topk_unit"].astype(str) == "none").all():
             lines.append(f"{trace} on {arch}: no top-k unit charged (the trace has no dynamic masks)")
         if "topk_mismatches" in g.columns and (g["topk_mismatches"] > 0).any():

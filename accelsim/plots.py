@@ -10,6 +10,7 @@ import pandas as pd
 from accelsim.atomic import atomic_write, check_output_file
 from accelsim.errors import AccelsimError
 from accelsim.plaintext import mpl_text, visible
+from accelsim.report import BASELINE, current_names
 from accelsim.result import EVENTS
 
 EVENT_LABELS = {
@@ -80,7 +81,7 @@ def plottable_report(report: pd.DataFrame, path: str | Path, figure: str) -> pd.
     where = str(path)
     if report.empty:
         raise AccelsimError(f"{where}: report has no rows to plot")
-    frame = report.copy()
+    frame = current_names(report).copy()
     for col in TEXT_COLUMNS:
         if col not in frame.columns:
             raise AccelsimError(f"{where}: no {col!r} column")
@@ -128,12 +129,12 @@ def _bar_labels(frame: pd.DataFrame) -> list[str]:
 
 
 def plot_energy(report: pd.DataFrame, out: str | Path) -> None:
-    """Stacked energy per inference by component, dense baseline beside each sparse run."""
+    """Stacked energy per inference by component, the baseline beside each sparse run."""
     plt = pyplot()
     cols = [f"energy_{e}_pj" for e in EVENTS if f"energy_{e}_pj" in report.columns]
     keys = ["trace", "arch", "variant"]
     per_run = report.groupby(keys, sort=False)[cols].sum().reset_index()
-    per_run["order"] = per_run["variant"].map({"dense": 0, "sparse": 1})
+    per_run["order"] = per_run["variant"].map({BASELINE: 0, "sparse": 1})
     per_run = per_run.sort_values(["trace", "arch", "order"], kind="stable").reset_index(drop=True)
     values = per_run[cols].to_numpy() * 1e-6  # pJ -> uJ
     keep = values.sum(axis=0) > 0
@@ -149,7 +150,7 @@ def plot_energy(report: pd.DataFrame, out: str | Path) -> None:
         bottom += values[:, i]
     ax.set_xticks(x, _bar_labels(per_run), fontsize=7, rotation=35, ha="right", rotation_mode="anchor")
     ax.set_ylabel("energy per inference (µJ)")
-    ax.set_title("Energy by component: dense baseline beside the pruned trace")
+    ax.set_title("Energy by component: baseline (skipping off) beside the sparse array")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="component")
     ax.grid(axis="y", alpha=0.3)
     save_figure(fig, out)

@@ -82,17 +82,46 @@ def totals(report: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+BASELINE = "baseline"  # the variant with skipping switched off; "dense" is the unpruned network
+RENAMED_COLUMNS = {"speedup_vs_dense": "speedup_vs_baseline",  # before "baseline" had its name
+                   "energy_ratio_vs_dense": "energy_ratio_vs_baseline"}
+RENAMED_VARIANTS = {"dense": BASELINE}
+REFERENCE_TRACES = {"dense": "dense_network", "wp": "wp"}  # method -> summary column suffix
+
+RATIO_HEADINGS = {  # summary column -> heading (console table, HTML report)
+    "speedup_vs_baseline": "speedup vs baseline", "energy_ratio_vs_baseline": "energy vs baseline",
+    "speedup_vs_dense_network": "speedup vs dense net", "energy_ratio_vs_dense_network": "energy vs dense net",
+    "speedup_vs_wp": "speedup vs WP", "energy_ratio_vs_wp": "energy vs WP",
+}
+
+
+def current_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the names of tables written before the no-skip array was called "baseline"
+    (variant "dense", speedup_vs_dense, energy_ratio_vs_dense) read as today's; every reader
+    (read_report, summary, the plots, the HTML report, sweep tables) goes through it."""
+    renames = {old: new for old, new in RENAMED_COLUMNS.items()
+               if old in frame.columns and new not in frame.columns}
+    old_variant = "variant" in frame.columns and frame["variant"].isin(list(RENAMED_VARIANTS)).any()
+    if not renames and not old_variant:
+        return frame
+    frame = frame.rename(columns=renames)
+    if old_variant:
+        frame["variant"] = frame["variant"].replace(RENAMED_VARIANTS)
+    return frame
+
+
 def summary(report: pd.DataFrame) -> pd.DataFrame:
-    """Speedup and energy ratio of each trace against its dense baseline on the same array, and
-    against the weight-pruned trace (method "wp") of the same model when one was run."""
-    tot = totals(report)
+    """Speedup and energy ratio of each trace against its baseline (the same array with skipping
+    switched off), and against the dense (unpruned, method "dense") and weight-pruned (method
+    "wp") traces of the same model on the same array, when those were run."""
+    tot = totals(current_names(report))
     sparse = tot[tot["variant"] == "sparse"].copy()
     keys = run_keys(tot)
-    dense = tot[tot["variant"] == "dense"].set_index(keys)
+    baseline = tot[tot["variant"] == BASELINE].set_index(keys)
     rows = []
     for _, r in sparse.iterrows():
         key = tuple(r[k] for k in keys)
-        d = dense.loc[key] if key in dense.index else None
+        b = baseline.loc[key] if key in baseline.index else None
         entry = {
             "trace": r["trace"],
             "model": r["model"],
@@ -103,17 +132,28 @@ def summary(report: pd.DataFrame) -> pd.DataFrame:
             "energy_uj": r["energy_pj"] * 1e-6,
             "mac_pct": 100.0 * r["effective_macs"] / r["dense_macs"] if r["dense_macs"] else float("nan"),
             "load_balance": r["load_balance"],
-            "speedup_vs_dense": d["cycles"] / r["cycles"] if d is not None and r["cycles"] else float("nan"),
-            "energy_ratio_vs_dense": d["energy_pj"] / r["energy_pj"] if d is not None and r["energy_pj"] else float("nan"),
+            "speedup_vs_baseline": _ratio(b, r, "cycles"),
+            "energy_ratio_vs_baseline": _ratio(b, r, "energy_pj"),
         }
         same_run = np.logical_and.reduce([sparse[k] == r[k] for k in keys[1:]])
-        wp = sparse[(sparse["method"] == "wp") & (sparse["model"] == r["model"]) & same_run]
-        if len(wp) and r["method"] != "wp":
-            w = wp.iloc[0]
-            entry["speedup_vs_wp"] = w["cycles"] / r["cycles"] if r["cycles"] else float("nan")
-            entry["energy_ratio_vs_wp"] = w["energy_pj"] / r["energy_pj"] if r["energy_pj"] else float("nan")
+        for method, suffix in REFERENCE_TRACES.items():
+            ref = sparse[(sparse["method"] == method) & (sparse["model"] == r["model"]) & same_run]
+            if len(ref) and r["method"] != method:
+                entry[f"speedup_vs_{suffix}"] = _ratio(ref.iloc[0], r, "cycles")
+                entry[f"energy_ratio_vs_{suffix}"] = _ratio(ref.iloc[0], r, "energy_pj")
         rows.append(entry)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    order = [c for c in frame.columns if "_vs_" not in c]
+    order += [f"{q}_vs_{s}" for s in (BASELINE, *REFERENCE_TRACES.values())
+              for q in ("speedup", "energy_ratio") if f"{q}_vs_{s}" in frame.columns]
+    return frame[order]
+
+
+def _ratio(reference, row, column: str) -> float:
+    """reference[column] / row[column]: how many times fewer cycles or less energy the row takes."""
+    if reference is None or not row[column]:
+        return float("nan")
+    return reference[column] / row[column]
 
 
 def write_report(report: pd.DataFrame, path: str | Path) -> None:
@@ -156,4 +196,4 @@ def read_report(path: str | Path) -> pd.DataFrame:
     missing = needed - set(frame.columns)
     if missing:
         raise AccelsimError(f"{path}: not an accelsim report (missing columns: {', '.join(sorted(missing))})")
-    return frame
+    return current_names(frame)

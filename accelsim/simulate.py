@@ -31,20 +31,21 @@ FUNCTIONAL_ATOL_SCALE = 1e-3
 
 @dataclass(frozen=True)
 class Variant:
-    """One replay of a trace: the sparse array as configured, or its dense baseline."""
+    """One replay of a trace: the sparse array as configured, or its baseline (the same array
+    with skipping switched off; "dense" is kept for the unpruned network)."""
 
-    label: str  # "sparse" or "dense"
+    label: str  # "sparse" or "baseline"
     arch: object  # accelsim.arch.ArchConfig
 
 
 def variants_for(arch) -> list[Variant]:
-    """The configured array and, unless it already is one, its dense baseline (skipping off)."""
+    """The configured array and, unless it already is one, its baseline (skipping off)."""
     out = [Variant("sparse", arch)]
-    dense = arch.with_sparsity("none", "none")
-    if dense != arch:
-        out.append(Variant("dense", dense))
+    baseline = arch.with_sparsity("none", "none")
+    if baseline != arch:
+        out.append(Variant("baseline", baseline))
     else:
-        out[0] = Variant("dense", arch)
+        out[0] = Variant("baseline", arch)
     return out
 
 
@@ -103,7 +104,7 @@ def simulate_layer(
     counts = {name: float(result.counter(name)) for name in EVENTS}
 
     # Top-k unit: only where the trace says a dynamic mask produced this layer's input, and only
-    # on the array that exploits it (the dense baseline has no masking hardware).
+    # on the array that exploits it (the baseline has no masking hardware).
     topk = {"topk_latency": 0.0, "topk_exposed_cycles": 0.0, "topk_mismatches": 0.0, "topk_kept": 0.0,
             "topk_shared": float(mask_shared and has_dynamic_mask(layer))}
     topk_exposed_total = 0
@@ -211,7 +212,7 @@ def simulate_trace(
     source: str | None = None,
     overrides: Sequence[str] = (),
 ) -> list[dict]:
-    """Rows for every layer of one trace on the array and its dense baseline.
+    """Rows for every layer of one trace on the array and its baseline (skipping off).
 
     source, overrides: the preset or file the arch came from and the `--set` items applied to
     it, recorded in every row (accelsim.provenance) with the resolved config and its hash.

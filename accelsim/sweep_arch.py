@@ -356,7 +356,7 @@ def run_sweep(traces, grid, arch="eie64", set=None, energy=None, *, out=None, sc
 
 def point_table(rows, params: list[str]):
     """One row per point: its swept parameters, the sparse array's totals per inference and the
-    ratios against its dense baseline (accelsim.report.summary, over all points at once), or
+    ratios against its baseline (accelsim.report.summary, over all points at once), or
     its error."""
     import pandas as pd
 

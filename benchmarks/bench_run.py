@@ -7,7 +7,7 @@ weights, 35% activations on every hidden layer) through the normal recorder: ReL
 default (no masks, so no top-k unit, as in EIE's benchmark), or top-k masks with --masks topk.
 Then times accelsim.simulate.simulate_trace: trace read and validation, exact MAC statistics, the
 EIE kernel, the top-k unit (top-k traces only), memory and energy, for the sparse array and its
-dense baseline. Reports a cold run (JIT cache already on disk, fresh process state otherwise), the
+baseline. Reports a cold run (JIT cache already on disk, fresh process state otherwise), the
 warm time, simulated events per second and peak RSS.
 """
 
@@ -60,17 +60,17 @@ def main() -> None:
         rows = simulate_trace(trace, arch, energy)
         timings.append(time.perf_counter() - start)
     sparse = [r for r in rows if r["variant"] == "sparse"]
-    dense = [r for r in rows if r["variant"] == "dense"]
+    baseline = [r for r in rows if r["variant"] == "baseline"]
     steps = sum((r["events_fifo_push"]) for r in rows) * args.samples  # activation x PE steps
     cycles_s = sum(r["cycles"] for r in sparse)
-    cycles_d = sum(r["cycles"] for r in dense)
+    cycles_b = sum(r["cycles"] for r in baseline)
     unit = "top-k masks, top-k unit included" if args.masks == "topk" else "ReLU zeros, no top-k unit"
     print(f"AlexNet-shaped ({unit}), {args.samples} sample(s), eie64, {args.threads} thread(s)")
     print(f"  first run (JIT from cache): {timings[0]:.2f} s; warm: {min(timings[1:]):.2f} s "
-          "(sparse + dense baseline, all 8 layers)")
+          "(sparse + baseline, all 8 layers)")
     print(f"  simulated activation x PE steps: {steps:,.0f} -> {steps / min(timings[1:]):,.0f} per second")
-    print(f"  cycles per inference: sparse {cycles_s:,.0f}, dense {cycles_d:,.0f} "
-          f"(speedup {cycles_d / cycles_s:.2f}x)")
+    print(f"  cycles per inference: sparse {cycles_s:,.0f}, baseline {cycles_b:,.0f} "
+          f"(speedup {cycles_b / cycles_s:.2f}x)")
     print(f"  peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -55,7 +55,7 @@ def main() -> None:
         import pandas as pd
 
         mine = pd.read_csv(report)
-        mine = mine[mine["variant"] == "dense"]["compute_cycles"].astype(int).tolist()
+        mine = mine[mine["variant"] == "baseline"]["compute_cycles"].astype(int).tolist()
     theirs = [json.loads(line)["compute_cycles"] + 1 for line in ss_out.splitlines() if line.startswith("{")]
     if mine != theirs:
         sys.exit(f"error: cycles differ: accelsim {mine}, SCALE-Sim {theirs}")

@@ -23,9 +23,9 @@ def main() -> None:
     out = Path(args.out_dir)
     out.mkdir(exist_ok=True)
 
-    # 1. one run: a row per layer and variant (sparse array, dense baseline), as `accelsim run`
+    # 1. one run: a row per layer and variant (sparse array, baseline), as `accelsim run`
     report = accelsim.simulate(args.trace, arch="eie64", set={"eie.fifo_depth": 4})
-    print(accelsim.summary(report)[["trace", "arch", "cycles", "energy_uj", "speedup_vs_dense"]])
+    print(accelsim.summary(report)[["trace", "arch", "cycles", "energy_uj", "speedup_vs_baseline"]])
 
     # 2. a sweep: one row per point, stored per point under example-out/sweep.parts (resumable)
     table = accelsim.sweep(args.trace, grid={"eie.num_pes": [16, 32, 64], "eie.fifo_depth": [1, 4, 8]},

@@ -37,3 +37,17 @@ def mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def cifar_dir() -> Path:
     return dataset_dir("cifar10")
+
+
+@pytest.fixture
+def cli(capsys):
+    """`cli("run", "--trace", ...)` -> (exit code, stdout, stderr) of the accelsim command line."""
+    from accelsim.cli import main
+
+    def run(*args):
+        with pytest.raises(SystemExit) as info:
+            main([str(a) for a in args])
+        out = capsys.readouterr()
+        return info.value.code, out.out, out.err
+
+    return run

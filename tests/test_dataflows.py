@@ -105,7 +105,7 @@ def test_utilisation_never_exceeds_one_and_pe_cycles_add_up(preset):
             stats = layer_stats(layer)
             for am in ("skip", "gate", "none"):
                 for wm in weight_modes:
-                    variant = Variant("dense", arch.with_sparsity(am, wm))
+                    variant = Variant("baseline", arch.with_sparsity(am, wm))
                     row, _ = simulate_layer("t", layer, variant, energy, stats)
                     peak = dataflows.get(arch.arch.dataflow).peak_macs_per_cycle(arch)
                     assert row["peak_macs_per_cycle"] == peak

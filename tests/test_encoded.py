@@ -45,7 +45,7 @@ def test_once_per_layer_and_parameters(counted):
     trace, calls = counted
     layers = len(accelsim.open_trace(trace))
     first = accelsim.simulate(trace, set={"eie.fifo_depth": 8})
-    # sparse and dense variants, storage footprint: one count of each layer, one CSC
+    # sparse and baseline variants, storage footprint: one count of each layer, one CSC
     assert calls == {"columns": layers, "csc": layers}
     accelsim.simulate(trace, set={"eie.fifo_depth": 2, "topk.scheme": "radix"})
     assert calls == {"columns": layers, "csc": layers}  # same encoding parameters: nothing new

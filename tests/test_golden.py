@@ -45,10 +45,10 @@ def test_golden_rows_keep_the_invariants(golden):
     assert np.allclose(g["cycles"], g["compute_cycles"] + g["topk_exposed_cycles"] + g["memory_stall_cycles"])
     assert np.allclose(g["load_balance"], g["busy_pe_cycles"] / (g["units"] * g["compute_cycles"]))
     assert (g["effective_macs"] <= g["dense_macs"]).all()
-    # the sparse array multiplies at least every non-zero pair; the dense one at least as much
-    sparse, dense = g[g["variant"] == "sparse"], g[g["variant"] == "dense"]
+    # the sparse array multiplies at least every non-zero pair; the baseline at least as much
+    sparse, baseline = g[g["variant"] == "sparse"], g[g["variant"] == "baseline"]
     assert (sparse["events_mac"] >= sparse["effective_macs"] - 1e-9).all()
-    assert (dense["events_mac"].to_numpy() >= sparse["events_mac"].to_numpy() - 1e-9).all()
+    assert (baseline["events_mac"].to_numpy() >= sparse["events_mac"].to_numpy() - 1e-9).all()
     table = load_energy_table()
     parts = [f"energy_{e}_pj" for e in EVENTS]
     assert np.allclose(g[parts].sum(axis=1), g["energy_pj"])
@@ -63,22 +63,24 @@ def test_summary_ratios_recomputed_from_the_per_layer_rows(golden):
     per = g.groupby(["trace", "variant"])[["cycles", "energy_pj"]].sum()
     method = g.groupby("trace")["method"].first()
     model = g.groupby("trace")["model"].first()
-    run = g.groupby("trace")["arch_hash"].first()  # the WP ratio pairs traces of one run
+    run = g.groupby("trace")["arch_hash"].first()  # WP / dense ratios pair traces of one run
     summ = summary(g).set_index("trace")
     assert set(summ.index) == set(g["trace"])
     for trace, r in summ.iterrows():
-        s, d = per.loc[(trace, "sparse")], per.loc[(trace, "dense")]
+        s, d = per.loc[(trace, "sparse")], per.loc[(trace, "baseline")]
         assert r["cycles"] == pytest.approx(s["cycles"])
-        assert r["speedup_vs_dense"] == pytest.approx(d["cycles"] / s["cycles"])
-        assert r["energy_ratio_vs_dense"] == pytest.approx(d["energy_pj"] / s["energy_pj"])
-        wp = [t for t in method.index
-              if method[t] == "wp" and model[t] == model[trace] and run[t] == run[trace]]
-        if method[trace] != "wp" and wp:
-            w = per.loc[(wp[0], "sparse")]
-            assert r["speedup_vs_wp"] == pytest.approx(w["cycles"] / s["cycles"])
-            assert r["energy_ratio_vs_wp"] == pytest.approx(w["energy_pj"] / s["energy_pj"])
-        else:
-            assert "speedup_vs_wp" not in summ.columns or r["speedup_vs_wp"] != r["speedup_vs_wp"]
+        assert r["speedup_vs_baseline"] == pytest.approx(d["cycles"] / s["cycles"])
+        assert r["energy_ratio_vs_baseline"] == pytest.approx(d["energy_pj"] / s["energy_pj"])
+        for ref_method, suffix in (("wp", "wp"), ("dense", "dense_network")):
+            refs = [t for t in method.index
+                    if method[t] == ref_method and model[t] == model[trace] and run[t] == run[trace]]
+            if method[trace] != ref_method and refs:
+                w = per.loc[(refs[0], "sparse")]
+                assert r[f"speedup_vs_{suffix}"] == pytest.approx(w["cycles"] / s["cycles"])
+                assert r[f"energy_ratio_vs_{suffix}"] == pytest.approx(w["energy_pj"] / s["energy_pj"])
+            else:
+                column = f"speedup_vs_{suffix}"
+                assert column not in summ.columns or r[column] != r[column]
 
 
 def test_golden_comparison_catches_a_moved_cycle():

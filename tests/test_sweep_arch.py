@@ -28,7 +28,7 @@ MLP_JP = str(ROOT / "traces/reference/mlp3-jp.trace.safetensors")
 MLP_WP = str(ROOT / "traces/reference/mlp3-wp.trace.safetensors")
 LENET = str(ROOT / "traces/reference/lenet4-jp.trace.safetensors")
 GRID = {"eie.num_pes": [16, 64], "eie.fifo_depth": [1, 8]}
-FIGURES = ["cycles", "energy_uj", "speedup_vs_dense", "energy_ratio_vs_dense", "load_balance"]
+FIGURES = ["cycles", "energy_uj", "speedup_vs_baseline", "energy_ratio_vs_baseline", "load_balance"]
 
 
 def cli(capsys, *args):

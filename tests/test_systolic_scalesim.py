@@ -112,14 +112,14 @@ def test_bad_topology_is_one_line_exit_2(tmp_path, capsys, text, extra, message)
 
 def test_run_topology_dense_and_nm(tmp_path, capsys):
     """A SCALE-Sim GEMM file runs unchanged; --nm 2:4 halves the reduction steps on the
-    weight-stationary array, so K/32 row folds become K/64 (the dense baseline runs beside it)."""
+    weight-stationary array, so K/32 row folds become K/64 (the baseline runs beside it)."""
     path = _write(tmp_path, "Layer, M, N, K,\nG1, 40, 64, 256,\n")
     out = tmp_path / "r.csv"
     assert run_cli(["run", "--topology", path, "--arch", "systolic-ws", "--out", str(out), "--quiet",
                     "--nm", "2:4", "--act-density", "0.5"]) == 0
     r = pd.read_csv(out).set_index("variant")
     # ws: folds = ceil(K/32) x ceil(64/32), each 2*32 + 32 + 40 - 2 = 134 cycles
-    assert r.loc["dense", "cycles"] == 8 * 2 * 134
+    assert r.loc["baseline", "cycles"] == 8 * 2 * 134
     assert r.loc["sparse", "cycles"] == 4 * 2 * 134
     assert r.loc["sparse", "weight_density"] == pytest.approx(0.5)
     assert 0 < r.loc["sparse", "utilisation"] <= 1
@@ -141,7 +141,7 @@ def test_dram_traffic_and_bandwidth_stalls_in_the_report():
     stats = {"effective_macs": 0.0, "estimated_macs": 0.0, "weight_density": 1.0, "act_density_mean": 1.0}
     for extra, stall in (([], 0), (["systolic.bandwidth=10"], 22592)):
         arch = load_arch("systolic-os", extra).with_sparsity("none", "none")
-        row, _ = simulate_layer("t", layer, Variant("dense", arch), load_energy_table(), stats)
+        row, _ = simulate_layer("t", layer, Variant("baseline", arch), load_energy_table(), stats)
         assert row["dram_bytes"] == 4 * 65536 + 32768 + 32768
         assert row["events_dram_byte"] == row["dram_bytes"]
         assert row["compute_cycles"] == 10176 and row["memory_stall_cycles"] == stall

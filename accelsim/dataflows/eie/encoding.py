@@ -85,7 +85,7 @@ def eie_columns(weight: np.ndarray, geometry: LayerGeometry, num_pes: int, index
 
 def layer_columns(layer: LayerRecord, num_pes: int, index_bits: int) -> EieColumns:
     """eie_columns of a trace layer, computed once per (layer, num_pes, index_bits) and shared
-    by the sparse and dense variants, the storage footprint and every sweep point
+    by the sparse and baseline variants, the storage footprint and every sweep point
     (accelsim.encoded: in memory, and on disk when the layer has a content key)."""
     from accelsim.encoded import memo
 
