@@ -2,9 +2,10 @@
 III-A and V-C: "the winner rate is set empirically according to the tolerable accuracy loss").
 
 Input: the frame of `accelsim sweep winner-rates` (columns layer, rate, accuracy and
-baseline_accuracy, the accuracy of the unmasked network on the same validation images).
-Per layer the chosen rate is the smallest swept rate r such that r and every larger swept rate
-lose at most `budget_pct` percentage points of accuracy against the baseline. Requiring the
+unmasked_accuracy, the accuracy of the unmasked network on the same validation images; older
+CSVs' baseline_accuracy is read as it). Per layer the chosen rate is the smallest swept rate r
+such that r and every larger swept rate lose at most `budget_pct` percentage points of accuracy
+against the unmasked network. Requiring the
 larger rates to pass too keeps a lucky low-rate point (validation noise) from being chosen past
 a failing one. A layer where no swept rate passes gets 1.0 (keep every activation).
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from accelsim.analysis.sweep_names import current_sweep_names
 from accelsim.errors import AccelsimError
 
 __all__ = ["choose_winner_rates", "read_sweep", "as_json", "REQUIRED_COLUMNS"]
@@ -25,28 +27,29 @@ REQUIRED_COLUMNS = ("layer", "rate", "accuracy")
 _TOL = 1e-9
 
 
-def _baseline(frame: pd.DataFrame, layer: str, rows: pd.DataFrame) -> float:
-    """The unmasked accuracy: the baseline_accuracy column, else the layer's rate-1.0 row."""
-    if "baseline_accuracy" in frame.columns:
-        vals = rows["baseline_accuracy"].dropna().unique()
+def _unmasked(frame: pd.DataFrame, layer: str, rows: pd.DataFrame) -> float:
+    """The unmasked accuracy: the unmasked_accuracy column, else the layer's rate-1.0 row."""
+    if "unmasked_accuracy" in frame.columns:
+        vals = rows["unmasked_accuracy"].dropna().unique()
         if len(vals) == 1:
             return float(vals[0])
         if len(vals) > 1:
-            raise AccelsimError(f"sweep: layer {layer!r} has several baseline accuracies "
+            raise AccelsimError(f"sweep: layer {layer!r} has several unmasked accuracies "
                                 f"{sorted(vals)}; one sweep per file")
     full = rows[(rows["rate"] - 1.0).abs() <= _TOL]
     if full.empty:
-        raise AccelsimError(f"sweep: layer {layer!r} has no baseline_accuracy and no rate 1.0 row "
+        raise AccelsimError(f"sweep: layer {layer!r} has no unmasked_accuracy and no rate 1.0 row "
                             "to compare against")
     return float(full["accuracy"].max())
 
 
 def choose_winner_rates(sweep_frame: pd.DataFrame, budget_pct: float) -> dict[str, float]:
     """{layer: smallest rate whose accuracy drop (and every larger swept rate's drop) vs the
-    unmasked baseline is at most budget_pct percentage points}, layers in sweep order."""
+    unmasked network is at most budget_pct percentage points}, layers in sweep order."""
     if budget_pct is None or not math.isfinite(float(budget_pct)) or float(budget_pct) < 0:
         raise AccelsimError(f"--budget must be a finite number >= 0 (percentage points), "
                             f"got {budget_pct!r}")
+    sweep_frame = current_sweep_names(sweep_frame)
     missing = [c for c in REQUIRED_COLUMNS if c not in sweep_frame.columns]
     if missing:
         raise AccelsimError(f"sweep: missing column(s) {', '.join(missing)}; expected the CSV of "
@@ -56,7 +59,7 @@ def choose_winner_rates(sweep_frame: pd.DataFrame, budget_pct: float) -> dict[st
     budget = float(budget_pct) / 100.0
     chosen: dict[str, float] = {}
     for layer, rows in sweep_frame.groupby("layer", sort=False):
-        base = _baseline(sweep_frame, str(layer), rows)
+        base = _unmasked(sweep_frame, str(layer), rows)
         # mean over repeated (layer, rate) rows, largest rate first
         acc = rows.groupby("rate")["accuracy"].mean().sort_index(ascending=False)
         rate = 1.0
@@ -85,7 +88,7 @@ def read_sweep(path) -> pd.DataFrame:
         if not pd.api.types.is_numeric_dtype(frame[col]) or frame[col].isna().any():
             raise AccelsimError(f"--sweep {p}: column {col!r} must be numbers without gaps")
     frame["layer"] = frame["layer"].astype(str)
-    return frame
+    return current_sweep_names(frame)
 
 
 def as_json(rates: dict[str, float]) -> str:

@@ -103,7 +103,7 @@ def winner_rates_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, ou
                                   plot, check=lambda m: select_groups(m, layers))
     frame = winner_rate_sweep(model, val, tf, rate_list, layers, batch_size=batch_size,
                               progress=not no_progress)
-    base = frame["baseline_accuracy"].iloc[0]
+    base = frame["unmasked_accuracy"].iloc[0]
     _finish(frame, out, plot, plot_winner_rates,
             [f"unmasked validation accuracy {base:.4f} on {len(val)} training-set images"])
 

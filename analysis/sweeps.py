@@ -254,8 +254,9 @@ def winner_rate_sweep(model: nn.Module, val_set, transform, rates, layers=None, 
     """Fig. 8: for each masked layer (one at a time; the others keep their current setting) and
     each winner rate, exact top-k on that layer -> accuracy, MAC % and the layer's input density.
 
-    Columns: layer, rate, accuracy, num_samples, mac_pct, act_density, baseline_accuracy (every
-    mask off: the unmasked network), accuracy_drop (baseline - accuracy), baseline_mac_pct.
+    Columns: layer, rate, accuracy, num_samples, mac_pct, act_density, unmasked_accuracy (every
+    mask off), accuracy_drop_pp (unmasked - accuracy, in percentage points), unmasked_mac_pct.
+    Units: docs/report.md ("Units").
     """
     groups = select_groups(model, layers)
     rates = [float(r) for r in rates]
@@ -281,9 +282,9 @@ def winner_rate_sweep(model: nn.Module, val_set, transform, rates, layers=None, 
         _restore(model, snap)
     frame = pd.DataFrame(rows, columns=["layer", "rate", "accuracy", "num_samples", "mac_pct",
                                         "act_density"])
-    frame["baseline_accuracy"] = base.accuracy
-    frame["accuracy_drop"] = base.accuracy - frame["accuracy"]
-    frame["baseline_mac_pct"] = base.mac_pct
+    frame["unmasked_accuracy"] = base.accuracy
+    frame["accuracy_drop_pp"] = 100.0 * (base.accuracy - frame["accuracy"])
+    frame["unmasked_mac_pct"] = base.mac_pct
     return frame
 
 
@@ -323,7 +324,8 @@ def eps_sweep(model: nn.Module, val_set, transform, eps_values, winner_rates: di
 
     Columns: scope, eps, accuracy, num_samples, mac_pct, act_density (measured non-zero fraction
     of the inputs of the scope's layers, which differs from the winner rate), winner_rate (mean
-    over the scope), topk_accuracy (exact top-k everywhere), accuracy_drop, topk_act_density.
+    over the scope), topk_accuracy (exact top-k everywhere), accuracy_drop_pp (topk_accuracy -
+    accuracy, in percentage points), topk_act_density.
     """
     groups = dynamic_groups(model, winner_rates)
     eps_values = [float(e) for e in eps_values]
@@ -359,7 +361,7 @@ def eps_sweep(model: nn.Module, val_set, transform, eps_values, winner_rates: di
                         "act_density": scope_density(res, names),
                         "winner_rate": sum(groups[g][2] for g in names) / len(names),
                         "topk_accuracy": ref.accuracy,
-                        "accuracy_drop": ref.accuracy - res.accuracy,
+                        "accuracy_drop_pp": 100.0 * (ref.accuracy - res.accuracy),
                         "topk_act_density": scope_density(ref, names),
                     })
                     advance(f"{scope} eps {e:g}")
@@ -373,8 +375,9 @@ def static_vs_dynamic(model: nn.Module, val_set, transform, thresholds, *, batch
     """Fig. 7: a static threshold theta (keep |a| > theta) on every mask, then exact dynamic
     top-k with each layer's winner rate set to the density the static threshold produced there.
 
-    Columns: mode (static | dynamic), threshold, accuracy, num_samples, act_pct (non-zero % of
-    all masked layers' inputs together), mac_pct, layer_densities (JSON: group -> density).
+    Columns: mode (static | dynamic), threshold, accuracy, num_samples, act_density (non-zero
+    fraction of all masked layers' inputs together), mac_pct, layer_densities (JSON: group ->
+    density).
     """
     import json
 
@@ -387,7 +390,7 @@ def static_vs_dynamic(model: nn.Module, val_set, transform, thresholds, *, batch
         fed = {g: f[0] for g, (_, f) in groups.items()}
         total = sum(res.elements[f] for f in fed.values())
         act = sum(res.density[f] * res.elements[f] for f in fed.values()) / total
-        return 100.0 * act, {g: res.density[f] for g, f in fed.items()}
+        return act, {g: res.density[f] for g, f in fed.items()}
 
     rows = []
 
@@ -396,7 +399,7 @@ def static_vs_dynamic(model: nn.Module, val_set, transform, thresholds, *, batch
         res = evaluate_model(model, val_set, transform, batch_size)
         act, dens = summary(res)
         rows.append({"mode": mode, "threshold": threshold, "accuracy": res.accuracy,
-                     "num_samples": res.num_samples, "act_pct": act,
+                     "num_samples": res.num_samples, "act_density": act,
                      "mac_pct": res.mac_pct, "layer_densities": json.dumps(dens)})
         return dens
 

@@ -484,7 +484,7 @@ def test_sweep_figures_and_progress_take_weird_layer_names(tmp_path, capsys):
     names = WEIRD["layers"]
     frame = pd.DataFrame({"layer": np.repeat(names, 2), "scope": np.repeat(names, 2),
                           "rate": [0.5, 1.0] * 3, "eps": [0.1, 1.0] * 3,
-                          "accuracy_drop": [0.01, 0.0] * 3, "act_density": [0.2, 0.3] * 3})
+                          "accuracy_drop_pp": [1.0, 0.0] * 3, "act_density": [0.2, 0.3] * 3})
     for plot in (plot_winner_rates, plot_eps):
         out = plot(frame, tmp_path / f"{plot.__name__}.png", title=names[1])
         assert out.read_bytes()[:4] == b"\x89PNG"

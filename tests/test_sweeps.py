@@ -101,7 +101,7 @@ def test_parse_rates_errors(text, msg):
 
 # ---- chooser --------------------------------------------------------------------------------
 def _frame(drops: dict[str, dict[float, float]], base: float = 0.9) -> pd.DataFrame:
-    rows = [{"layer": layer, "rate": r, "accuracy": base - d / 100, "baseline_accuracy": base}
+    rows = [{"layer": layer, "rate": r, "accuracy": base - d / 100, "unmasked_accuracy": base}
             for layer, per in drops.items() for r, d in per.items()]
     return pd.DataFrame(rows)
 
@@ -121,9 +121,9 @@ def test_chooser_smallest_rate_within_budget():
 
 
 def test_chooser_baseline_from_rate_one_and_errors():
-    frame = _frame({"fc2": {0.1: 1.0, 0.3: 0.3, 1.0: 0.0}}).drop(columns="baseline_accuracy")
+    frame = _frame({"fc2": {0.1: 1.0, 0.3: 0.3, 1.0: 0.0}}).drop(columns="unmasked_accuracy")
     assert choose_winner_rates(frame, 0.5) == {"fc2": 0.3}
-    with pytest.raises(AccelsimError, match="no baseline_accuracy and no rate 1.0"):
+    with pytest.raises(AccelsimError, match="no unmasked_accuracy and no rate 1.0"):
         choose_winner_rates(frame[frame["rate"] < 1], 0.5)
     with pytest.raises(AccelsimError, match="--budget must be"):
         choose_winner_rates(frame, -1)
@@ -142,6 +142,36 @@ def test_cli_choose_prints_json(tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("layer,rate\nfc2,0.1\n")
     with pytest.raises(AccelsimError, match="missing column"):
         read_sweep(tmp_path / "bad.csv")
+
+
+def test_old_sweep_csvs_read_in_todays_units(tmp_path, capsys, monkeypatch):
+    """A CSV written before the units were named: baseline_accuracy, a fractional accuracy_drop,
+    act_pct. The chooser picks the same rates; the figures draw the same numbers."""
+    from accelsim.analysis import figures
+    from accelsim.analysis.figures import plot_static_vs_dynamic, plot_winner_rates
+    from accelsim.analysis.sweep_names import current_sweep_names
+
+    today = _frame({"fc2": {0.1: 1.0, 0.3: 0.3, 1.0: 0.0}})
+    today["accuracy_drop_pp"] = 100 * (today["unmasked_accuracy"] - today["accuracy"])
+    old = today.rename(columns={"unmasked_accuracy": "baseline_accuracy"})
+    old["accuracy_drop"] = old.pop("accuracy_drop_pp") / 100
+    path = tmp_path / "old.csv"
+    old.to_csv(path, index=False)
+    read = read_sweep(path)
+    assert np.allclose(read["accuracy_drop_pp"], [1.0, 0.3, 0.0])
+    assert choose_winner_rates(read, 0.5) == choose_winner_rates(today, 0.5) == {"fc2": 0.3}
+    code, out, _ = _run(["sweep", "choose", "--sweep", str(path), "--budget", "0.5"], capsys)
+    assert code == 0 and json.loads(out) == {"fc2": 0.3}
+    static = pd.DataFrame({"mode": ["unmasked", "static"], "threshold": [np.nan, 0.1],
+                           "accuracy": [0.98, 0.97], "act_pct": [40.0, 12.5]})
+    assert list(current_sweep_names(static)["act_density"]) == [0.4, 0.125]
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, out: drawn.append(
+        [tuple(line.get_ydata()) for line in fig.axes[0].lines]))
+    plot_winner_rates(old, tmp_path / "fig8.png")
+    plot_static_vs_dynamic(static, tmp_path / "fig7.png")
+    assert np.allclose(drawn[0][0], [1.0, 0.3, 0.0])  # percentage points, rates 0.1, 0.3, 1
+    assert np.allclose(drawn[1][0], [0.97])  # accuracy as the fraction the CSV holds
 
 
 # ---- exact MAC counting ---------------------------------------------------------------------
@@ -245,17 +275,19 @@ def test_winner_rate_sweep(loaded):
     assert (frame["num_samples"] == LIMIT).all()
     unmasked, n = evaluate(model, val, tf)  # the checkpoint's masks are off
     assert n == LIMIT and unmasked > 0.7  # a real, trained network
-    assert (frame["baseline_accuracy"] == unmasked).all()
+    assert (frame["unmasked_accuracy"] == unmasked).all()
+    # the drop is in percentage points, the unit of `sweep choose --budget`
+    assert np.allclose(frame["accuracy_drop_pp"], 100 * (unmasked - frame["accuracy"]))
     for layer, rows in frame.groupby("layer"):
         rows = rows.sort_values("rate")
         assert rows["mac_pct"].is_monotonic_increasing
         assert rows["mac_pct"].iloc[0] < rows["mac_pct"].iloc[-1] - 0.01
-        assert rows["mac_pct"].iloc[-1] == pytest.approx(rows["baseline_mac_pct"].iloc[0])
+        assert rows["mac_pct"].iloc[-1] == pytest.approx(rows["unmasked_mac_pct"].iloc[0])
         assert rows["accuracy"].iloc[-1] == unmasked  # rate 1.0 keeps everything
         n_in = 300 if layer == "fc2" else 100
         assert rows["act_density"].iloc[0] <= kept_count(n_in, 0.05) / n_in + 1e-12
     fc2 = frame[frame["layer"] == "fc2"].set_index("rate")
-    assert fc2.loc[0.05, "accuracy_drop"] > 0  # 15 of 300 hidden units lose accuracy
+    assert fc2.loc[0.05, "accuracy_drop_pp"] > 0  # 15 of 300 hidden units lose accuracy
     assert all(m.scheme == "off" for m, _ in S.mask_groups(model).values())  # restored
 
 
@@ -268,6 +300,7 @@ def test_eps_sweep(loaded):
         ("all", 0.1), ("all", 1.0), ("fc2", 0.1), ("fc2", 1.0), ("fc3", 0.1), ("fc3", 1.0)]
     exact = frame[frame["eps"] == 1.0]  # subsample = everything: the same non-zeros as top-k
     assert (exact["accuracy"] == exact["topk_accuracy"]).all()
+    assert np.allclose(frame["accuracy_drop_pp"], 100 * (frame["topk_accuracy"] - frame["accuracy"]))
     assert np.allclose(exact["act_density"], exact["topk_act_density"])
     zoo.set_winner_rates(model, {"fc2": 0.3, "fc3": 0.5})
     res = S.evaluate_model(model, val, tf)
@@ -284,10 +317,10 @@ def test_static_vs_dynamic(loaded):
     assert list(frame["mode"]) == ["unmasked", "static", "dynamic", "static", "dynamic"]
     base, static0 = frame.iloc[0], frame.iloc[1]
     # theta = 0 after ReLU keeps every non-zero: the unmasked network exactly
-    assert static0["accuracy"] == base["accuracy"] and static0["act_pct"] == base["act_pct"]
+    assert static0["accuracy"] == base["accuracy"] and static0["act_density"] == base["act_density"]
     s1, d1 = frame.iloc[3], frame.iloc[4]
-    assert s1["act_pct"] < base["act_pct"] - 5
-    assert abs(d1["act_pct"] - s1["act_pct"]) < 2  # dynamic at the same per-layer densities
+    assert 0 < s1["act_density"] < base["act_density"] - 0.05 and base["act_density"] <= 1
+    assert abs(d1["act_density"] - s1["act_density"]) < 0.02  # dynamic at the same per-layer densities
     dens = json.loads(s1["layer_densities"])
     assert set(dens) == {"fc2", "fc3"} and 0 < dens["fc2"] < 1
 
