@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -69,16 +70,35 @@ def test_a_module_run_twice_cannot_take_one_mask():
         U.resolve_locations(Twice(), (4,), after="GELU")
 
 
-def test_recorder_refuses_a_mask_it_cannot_carry_to_a_layer():
+def test_recorder_carries_a_mask_through_max_pool_or_names_where_it_stops(tmp_path):
+    from accelsim.traces.reader import validate_trace
     from accelsim.traces.recorder import TraceRecorder
 
     m = _small()
-    masks = U.attach_masks(m, (1, 28, 28), after="relu")  # relu -> max-pool -> residual block
-    masks["relu"].configure("topk", 0.5)
+    masks = U.attach_masks(m, (1, 28, 28), after=["relu", "res.bn2"])
+    masks["relu"].configure("topk", 0.5)  # relu -> max-pool -> res.conv1 (and the residual add)
+    x = torch.randn(3, 1, 28, 28)
     with TraceRecorder(m) as rec:
-        m(torch.randn(2, 1, 28, 28))
-    with pytest.raises(AccelsimError, match="'relu.out_mask' feeds no Conv2d/Linear"):
-        rec.records()
+        m(x)
+    # res.bn2's mask feeds the residual add: zeros do not survive an add, so it reaches no layer
+    masks["res.bn2"].configure("topk", 0.5)
+    with pytest.raises(AccelsimError, match=r"'res.bn2.out_mask' reaches no Conv2d/Linear: its "
+                                            r"zeros stop at add in 'res'"):
+        with TraceRecorder(m) as rec2:
+            m(x)
+        rec2.records()
+    path = tmp_path / "carried.trace.safetensors"
+    rec.write(path, {"model": "small", "method": "jp", "dataset": "random"})
+    conv1 = validate_trace(path).layer("res.conv1")
+    mp = conv1.mask_params
+    assert mp.shape == (8, 28, 28) and [op["op"] for op in mp.carried] == ["max_pool2d"]
+    # the top-k unit's operand: the ReLU map the mask saw, half of it kept per sample
+    assert conv1.premask.shape == (8, 28, 28)
+    np.testing.assert_array_equal(conv1.act_mask.nnz_per_sample(), np.full(3, 8 * 28 * 28 // 2))
+    # the consumer's operand: the max-pool of the masked map, exactly what the network fed it
+    with torch.no_grad():
+        y = m.eval().pool(m.relu(m.bn(m.stem(x))))  # m.relu's hook applies its mask
+    np.testing.assert_array_equal(conv1.inputs.to_dense(), y.numpy())
 
 
 @pytest.fixture(scope="module")

@@ -123,12 +123,24 @@ def geometry_from_json(d: dict) -> LayerGeometry:
 def mask_to_json(mp: MaskParams | None) -> dict | None:
     if mp is None:
         return None
-    return {"scheme": mp.scheme, "winner_rate": mp.winner_rate, "threshold": mp.threshold,
-            "eps": mp.eps}
+    out = {"scheme": mp.scheme, "winner_rate": mp.winner_rate, "threshold": mp.threshold,
+           "eps": mp.eps}
+    if mp.shape is not None or mp.carried:  # a mask carried to the layer (section 3.3)
+        out["shape"] = [int(d) for d in (mp.shape or ())]
+        out["carried"] = [dict(op) for op in mp.carried]
+    return out
 
 
 def mask_from_json(d: dict | None) -> MaskParams | None:
     if d is None:
         return None
+    shape = d.get("shape")
     return MaskParams(scheme=d["scheme"], winner_rate=d.get("winner_rate"),
-                      threshold=d.get("threshold"), eps=d.get("eps"))
+                      threshold=d.get("threshold"), eps=d.get("eps"),
+                      shape=None if shape is None else tuple(shape),
+                      carried=tuple(d.get("carried") or ()))
+
+
+def mask_shape(layer_in_shape: tuple, mp: MaskParams) -> tuple:
+    """Per-sample shape of a layer's premask and act_mask (the mask's own tensor)."""
+    return tuple(layer_in_shape) if mp.shape is None else tuple(mp.shape)

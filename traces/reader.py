@@ -190,8 +190,9 @@ class Trace:
             premask = act_mask = None
             mp = fmt.mask_from_json(layer["mask"])
             if mp is not None:
-                premask = csr("premask", g.in_shape, True)
-                act_mask = csr("act_mask", g.in_shape, False)
+                shape = fmt.mask_shape(g.in_shape, mp)
+                premask = csr("premask", shape, True)
+                act_mask = csr("act_mask", shape, False)
             outputs = get("outputs", fmt.FLOAT, (n_out, *g.out_shape)) if n_out else None
         rec = LayerRecord(geometry=g, weight=weight, weight_mask=wmask, bias=bias, inputs=inputs,
                           premask=premask, act_mask=act_mask, mask_params=mp, outputs=outputs)

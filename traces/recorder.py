@@ -1,11 +1,13 @@
 """Record a trace from any torch nn.Module with forward hooks (the only torch module of traces).
 
 Every nn.Conv2d and nn.Linear is captured, in execution order: its input as fed (sparse),
-its output before any non-linearity (first S_out samples), its weight as used. Dynamic masks
-(modules with `accelsim_mask = True`, see accelsim.models.masks) are attached to the compute
-layer whose input tensor is the mask's output (same storage pointer and element count), so the
-pre-mask activations and the winners travel with that layer. Batches are encoded to CSR as they
-come, so dense activations of all samples are never held at once.
+its output before any non-linearity (first S_out samples), its weight as used. Every other op
+that runs is listed with its operation count (accelsim.traces.optrack); a compute op the trace
+cannot represent is an error unless allowed. Dynamic masks (modules with `accelsim_mask = True`,
+see accelsim.models.masks) are followed through zero-keeping ops (views, ReLU, max-pool) to the
+compute layer that reads them, so the pre-mask activations and the winners travel with that
+layer; a mask that reaches no layer is an error. Batches are encoded to CSR as they come, so
+dense activations of all samples are never held at once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import torch
 from torch import nn
 
 from accelsim.errors import AccelsimError
+from accelsim.traces.optrack import OpTracker
 from accelsim.traces.schema import LayerRecord, MaskParams, SparseBatch
+from accelsim.traces.unsimulated import KEY as UNSIMULATED_KEY
 from accelsim.traces.writer import write_trace
 
 try:  # the models helper's geometry function; a local copy keeps the recorder standalone
@@ -34,6 +38,21 @@ def _geometry(name: str, module: nn.Module, in_shape: tuple, out_shape: tuple):
     if geometry_of is None:
         raise AccelsimError("accelsim.models.counting is missing; cannot build layer geometry")
     return geometry_of(name, module, in_shape, out_shape)
+
+
+def unrepresentable(module: nn.Module, args) -> str | None:
+    """Why a Conv2d/Linear call cannot be a trace layer (None: it can)."""
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor):
+        return "its input is not a tensor"
+    if isinstance(module, nn.Linear) and x.dim() != 2:
+        return f"nn.Linear on a {tuple(x.shape[1:])} input per sample (traces need (features,))"
+    if isinstance(module, nn.Conv2d):
+        if x.dim() != 4:
+            return f"nn.Conv2d on a {tuple(x.shape)} input (traces need (batch, C, H, W))"
+        if module.padding_mode != "zeros":
+            return f"padding_mode={module.padding_mode!r} (traces model zero padding only)"
+    return None
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -102,7 +121,8 @@ class TraceRecorder:
     last pre-mask input and mask; all of it is restored on exit.
     """
 
-    def __init__(self, model: nn.Module, output_samples: int | None = None) -> None:
+    def __init__(self, model: nn.Module, output_samples: int | None = None,
+                 allow_unsimulated: bool = False) -> None:
         if output_samples is not None and output_samples < 0:
             raise AccelsimError(f"output_samples must be >= 0, got {output_samples}")
         self.model = model
@@ -111,12 +131,13 @@ class TraceRecorder:
         self._layers: dict[str, _Layer] = {}
         self._order: list[str] = []  # execution order, fixed by the first batch
         self._batch_calls: list[str] = []
-        self._batch_masks: list[tuple] = []  # (data_ptr, numel, module, output ref)
         self._handles: list = []
         self._restore: list = []
         self._mask_names: dict[int, str] = {}
         self._active_masks: dict[int, str] = {}  # id -> name of every mask that masked something
         self._consumed_masks: set[int] = set()  # ids of masks whose output a layer read
+        self.allow_unsimulated = allow_unsimulated
+        self.tracker: OpTracker | None = None
 
     # -- context management
 
@@ -132,6 +153,13 @@ class TraceRecorder:
         h = self._handles
         h.append(self.model.register_forward_pre_hook(self._batch_start))
         h.append(self.model.register_forward_hook(self._batch_end))
+        opaque = {id(m): "layer" for _, m in compute}
+        opaque.update({id(m): "mask" for m in self.model.modules()
+                       if getattr(m, "accelsim_mask", False) is True})
+        self.tracker = OpTracker(self.model, opaque, self.allow_unsimulated)
+        self.tracker.unrepresentable = unrepresentable
+        self.tracker.start()  # its module hooks run before the ones below
+        self._restore.append(self.tracker.stop)
         for name, mod in self.model.named_modules():
             if getattr(mod, "accelsim_mask", False) is True:
                 self._mask_names[id(mod)] = name
@@ -151,14 +179,14 @@ class TraceRecorder:
         for undo in reversed(self._restore):
             undo()
         self._restore.clear()
-        self._batch_masks.clear()
         return False
 
     # -- hooks
 
     def _batch_start(self, module, args) -> None:
         self._batch_calls = []
-        self._batch_masks = []
+        if args and isinstance(args[0], torch.Tensor):
+            self.tracker.begin_batch(args[0])
 
     def _batch_end(self, module, args, output) -> None:
         first = not self._order
@@ -169,9 +197,9 @@ class TraceRecorder:
                                 "batch; traces need a fixed layer sequence")
         if not self._order:
             raise AccelsimError("no nn.Conv2d or nn.Linear layer ran in the forward pass")
+        self.tracker.end_batch()
         x = args[0] if args else None
         self.num_samples += int(x.shape[0]) if isinstance(x, torch.Tensor) else 0
-        self._batch_masks = []
 
     def _mask_hook(self, module, args, output) -> None:
         params = _mask_params(module)
@@ -180,10 +208,12 @@ class TraceRecorder:
         if module.last_premask is None or module.last_mask is None:
             raise AccelsimError(f"mask module {type(module).__name__} did not keep last_premask/last_mask")
         self._active_masks[id(module)] = self._mask_names.get(id(module), type(module).__name__)
-        self._batch_masks.append((output.data_ptr(), output.numel(), module, output, params))
+        self.tracker.set_mask(output, module, params)
 
     def _pre_hook(self, name: str):
         def hook(module, args):
+            if id(module) in self.tracker.skipped:
+                return  # not representable: listed as unsimulated compute (allowed)
             if name in self._batch_calls:
                 raise AccelsimError(f"layer {name} was called twice in one forward pass; a trace "
                                     "needs each Conv2d/Linear to run once per sample (use separate modules)")
@@ -194,19 +224,22 @@ class TraceRecorder:
             rec.in_shape = tuple(int(d) for d in x.shape[1:])
             flat = _np(x).reshape(b, -1)
             rec.inputs.add(SparseBatch.from_dense(flat))
-            found = None
-            for ptr, numel, mmod, _ref, params in self._batch_masks:
-                if ptr == x.data_ptr() and numel == x.numel():
-                    found = (mmod, params)
+            carry = self.tracker.carry_of(x)
             if rec.masked is None:
-                rec.masked = found is not None
-            elif rec.masked != (found is not None):
+                rec.masked = carry is not None
+            elif rec.masked != (carry is not None):
                 raise AccelsimError(f"layer {name}: a dynamic mask fed it in some batches but not in others")
-            if found is not None:
-                mmod, params = found
+            if carry is not None:
+                mmod = carry.module
                 self._consumed_masks.add(id(mmod))
+                p = carry.params
+                apart = bool(carry.carried)  # a view alone keeps the flat positions
+                params = MaskParams(p.scheme, p.winner_rate, p.threshold, p.eps,
+                                    shape=carry.shape if apart else None, carried=carry.carried)
                 if rec.mask_params is None:
                     rec.mask_params = params
+                elif rec.mask_params != params:
+                    raise AccelsimError(f"layer {name}: its dynamic mask changed between batches")
                 rec.premask.add(SparseBatch.from_dense(_np(mmod.last_premask).reshape(b, -1)))
                 rec.act_mask.add(SparseBatch.positions_from_bool(
                     mmod.last_mask.detach().cpu().numpy().reshape(b, -1)))
@@ -214,6 +247,8 @@ class TraceRecorder:
 
     def _post_hook(self, name: str):
         def hook(module, args, output):
+            if id(module) in self.tracker.skipped:
+                return
             rec = self._layers[name]
             b = int(output.shape[0])
             if rec.geometry is None:
@@ -245,28 +280,41 @@ class TraceRecorder:
         """One LayerRecord per executed compute layer, in execution order."""
         if not self._order:
             raise AccelsimError("nothing was recorded: run at least one batch through the model")
-        lost = [n for i, n in self._active_masks.items() if i not in self._consumed_masks]
+        lost = [(i, n) for i, n in self._active_masks.items() if i not in self._consumed_masks]
         if lost:
+            i, name = lost[0]
+            stop = self.tracker.stopped.get(i)
+            where = (f"its zeros stop at {stop}, which does not keep a zero a zero" if stop else
+                     "no Conv2d/Linear reads its output")
             raise AccelsimError(
-                f"activation mask {lost[0]!r} feeds no Conv2d/Linear directly (a pooling, add or "
-                "other op sits between): the trace cannot carry its winners to a layer; place "
-                "the mask in front of the layer that consumes it")
+                f"activation mask {name!r} reaches no Conv2d/Linear: {where} (a mask is carried "
+                "through views, ReLU, leaky ReLU and max-pool only); place the mask in front of "
+                "the layer that consumes it")
         out = []
         for name in self._order:
+            if name not in self._layers or self._layers[name].geometry is None:
+                continue
             r = self._layers[name]
             g = r.geometry
             outputs = np.concatenate(r.outputs) if r.outputs else None
+            mshape = g.in_shape if r.mask_params is None or r.mask_params.shape is None \
+                else r.mask_params.shape
             out.append(LayerRecord(
                 geometry=g, weight=r.weight, weight_mask=r.weight_mask, bias=r.bias,
                 inputs=r.inputs.batch(g.in_shape, True),
-                premask=r.premask.batch(g.in_shape, True) if r.masked else None,
-                act_mask=r.act_mask.batch(g.in_shape, False) if r.masked else None,
+                premask=r.premask.batch(mshape, True) if r.masked else None,
+                act_mask=r.act_mask.batch(mshape, False) if r.masked else None,
                 mask_params=r.mask_params if r.masked else None,
                 outputs=outputs))
         return out
 
+    def unsimulated(self) -> list[dict]:
+        """The ops that ran but are not trace layers, in execution order (section 2.2)."""
+        return [r.to_json() for r in (self.tracker.rows or [])]
+
     def write(self, path, meta: dict) -> None:
-        write_trace(path, meta, self.records())
+        records = self.records()
+        write_trace(path, {**meta, UNSIMULATED_KEY: self.unsimulated()}, records)
 
 
 def _as_input(batch) -> torch.Tensor:
@@ -321,9 +369,11 @@ def check_recording_size(model: nn.Module, example: torch.Tensor, num_samples: i
 
 
 def record_trace(model: nn.Module, batches, out_path, meta: dict,
-                 output_samples: int | None = None) -> str:
-    """Run `batches` (tensors or (x, y) pairs) through `model`, write the trace, return its path."""
-    with TraceRecorder(model, output_samples) as rec:
+                 output_samples: int | None = None, allow_unsimulated: bool = False) -> str:
+    """Run `batches` (tensors or (x, y) pairs) through `model`, write the trace, return its path.
+    allow_unsimulated: list compute ops the trace cannot represent as unsimulated (with their
+    MACs) instead of refusing the model."""
+    with TraceRecorder(model, output_samples, allow_unsimulated) as rec:
         for batch in batches:
             model(_as_input(batch))
     out_path = os.fspath(out_path)

@@ -98,6 +98,15 @@ class MaskParams:
     winner_rate: float | None = None
     threshold: float | None = None
     eps: float | None = None
+    # Where the mask sits apart from the layer's input (docs/trace-format.md, section 3.3):
+    # the per-sample shape of the mask's own tensor (None: the layer's in_shape) and the
+    # zero-keeping ops (relu, max_pool2d, ...) between the mask and the layer, as JSON objects.
+    shape: tuple[int, ...] | None = None
+    carried: tuple = ()
+
+    def unit_key(self) -> tuple:
+        """What the top-k unit computes from: two consumers with equal keys share one mask."""
+        return (self.scheme, self.winner_rate, self.threshold, self.eps, self.shape)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from accelsim.errors import AccelsimError
+from accelsim.traces import carry, unsimulated
 from accelsim.traces import format as fmt
 from accelsim.traces.schema import LAYER_KINDS, LayerGeometry, LayerRecord, MaskParams, SparseBatch
 
@@ -115,6 +116,14 @@ def check_meta(meta, where: str, file_bytes: int) -> None:
         names.add(layer["name"])
         check_bounds(fmt.geometry_from_json(layer), n, f"{where}: layer {i} ({layer['name']})",
                      file_bytes)
+        if layer["mask"] is not None and layer["mask"].get("shape") is not None:
+            claimed = n * math.prod(layer["mask"]["shape"])
+            if claimed > fmt.element_allowance(file_bytes):
+                fail(f"{where}: layer {i} ({layer['name']})",
+                     f"claims {claimed:,} premask elements; a trace of {file_bytes:,} bytes may "
+                     f"claim at most {fmt.element_allowance(file_bytes):,} per array (bounds: "
+                     "docs/trace-format.md, section 4.1)")
+    unsimulated.check(meta, lambda problem: fail(where, problem))
 
 
 def claimed_elements(g: LayerGeometry, num_samples: int) -> dict[str, int]:
@@ -185,6 +194,8 @@ def check_layer_json(d, where: str, output_samples: int) -> None:
     geom = fmt.geometry_from_json(d)
     check_geometry(geom, where)
     check_mask_params(fmt.mask_from_json(mask), where)
+    if mask is not None:
+        carry.check(mask, d["in_shape"], lambda problem: fail(where, problem))
 
 
 def conv_out_size(n: int, k: int, s: int, p: int, d: int) -> int:
@@ -326,8 +337,12 @@ def check_record(rec: LayerRecord, where: str, num_samples: int, output_samples:
         fail(where, "mask parameters, premask and act_mask must be all present or all absent")
     if has_mask:
         check_mask_params(rec.mask_params, where)
-        check_csr(rec.premask, g.in_shape, num_samples, where, "premask", values=True)
-        check_csr(rec.act_mask, g.in_shape, num_samples, where, "act_mask", values=False)
+        shape = fmt.mask_shape(g.in_shape, rec.mask_params)
+        check_csr(rec.premask, shape, num_samples, where, "premask", values=True)
+        check_csr(rec.act_mask, shape, num_samples, where, "act_mask", values=False)
+        if rec.mask_params.carried or tuple(shape) != tuple(g.in_shape):
+            check_carried(rec, where)
+            return check_outputs(rec, where, output_samples)
         # inputs must equal premask restricted to the winners
         pk, mk, ik = _keys(rec.premask), _keys(rec.act_mask), _keys(rec.inputs)
         kept = np.isin(pk, mk, assume_unique=True)
@@ -335,6 +350,32 @@ def check_record(rec: LayerRecord, where: str, num_samples: int, output_samples:
                 np.asarray(rec.premask.values)[kept], np.asarray(rec.inputs.values)):
             fail(where, "inputs are not premask x act_mask (the dynamic mask does not explain "
                         "the recorded inputs)")
+    check_outputs(rec, where, output_samples)
+
+
+CARRY_CHUNK = 1 << 22  # dense elements per chunk when checking a carried mask
+
+
+def check_carried(rec: LayerRecord, where: str) -> None:
+    """inputs == carry(premask restricted to the winners), chunked over samples (section 3.3)."""
+    per = max(rec.premask.size, rec.inputs.size, 1)
+    step = max(1, CARRY_CHUNK // per)
+    for lo in range(0, rec.inputs.num_samples, step):
+        hi = min(lo + step, rec.inputs.num_samples)
+        pre = rec.premask.rows(lo, hi).to_dense()
+        won = rec.act_mask.rows(lo, hi).to_dense() != 0
+        got = carry.apply(np.where(won, pre, np.float32(0)), rec.mask_params.carried)
+        got = got.reshape(hi - lo, -1)
+        want = rec.inputs.rows(lo, hi).to_dense().reshape(hi - lo, -1)
+        if not np.array_equal(got != 0, want != 0) or not np.allclose(got, want, rtol=1e-6, atol=0):
+            s = lo + int(np.argwhere((got != want).any(axis=1))[0][0])
+            ops = ", ".join(op["op"] for op in rec.mask_params.carried) or "a reshape"
+            fail(where, f"inputs are not the masked premask carried through {ops} (sample {s}: "
+                        "the dynamic mask does not explain the recorded inputs)")
+
+
+def check_outputs(rec: LayerRecord, where: str, output_samples: int) -> None:
+    g = rec.geometry
     if output_samples > 0:
         exp = (output_samples, *g.out_shape)
         if rec.outputs is None or tuple(rec.outputs.shape) != exp:
