@@ -81,21 +81,40 @@ def print_report(report, console=None) -> None:
     report = current_names(report)
     # Wide enough for every column when writing to a file or a pipe (rich assumes 80 there).
     console = console or Console(width=None if sys.stdout.isatty() else 160)
+    has_ops = "ops" in report.columns
     for (trace, arch), group in report.groupby(["trace", "arch"], sort=False):
         table = Table(title=rich_text(f"{trace} on {arch}"), title_justify="left")
-        for col in ("layer", "variant", "cycles", "load bal.", "util.", "eff. MACs", "energy (nJ)", "top-k cyc", "mask mism."):
+        cols = ["layer", "variant", "cycles", "load bal.", "util.", "eff. MACs", "energy (nJ)", "top-k cyc", "mask mism."]
+        if has_ops:
+            cols.insert(6, "ops")
+        for col in cols:
             table.add_column(col, justify="left" if col in ("layer", "variant") else "right")
+        shown = set()
         for _, r in group.iterrows():
-            table.add_row(
+            if has_ops and not _simulated(r):
+                if r["layer"] in shown:
+                    continue  # one row per op (it is the same on every variant)
+                shown.add(r["layer"])
+                table.add_row(rich_text(r["layer"]), "not simulated", "0", "", "",
+                              f"{r['effective_macs']:,.0f}" if r["effective_macs"] else "",
+                              f"{r['ops']:,.0f}", "", "", "", style="dim")
+                continue
+            cells = [
                 rich_text(r["layer"]), rich_text(r["variant"]), f"{r['cycles']:,.0f}", f"{r['load_balance']:.2f}",
                 f"{r['utilisation']:.2f}", f"{r['effective_macs']:,.0f}", f"{r['energy_pj'] / 1e3:,.1f}",
                 f"{r['topk_exposed_cycles']:,.0f}", f"{r['topk_mismatches']:.1f}",
-            )
+            ]
+            if has_ops:
+                cells.insert(6, f"{r['ops']:,.0f}")
+            table.add_row(*cells)
         console.print(table)
     summ = summary(report)
     table = Table(title="summary (per inference; ratios: how many times fewer cycles / less energy)",
                   title_justify="left")
+    known = "coverage_pct" in summ.columns and summ["coverage_pct"].notna().any()
     cols = ["trace", "arch", "cycles", "energy (µJ)", "MAC %", "load bal."]
+    if known:  # traces that do not list their other ops keep the table they always had
+        cols.insert(5, "coverage")
     has_iso = "iso_cycles" in summ.columns
     if has_iso:
         cols.insert(3, f"cycles @{int(report['iso_multipliers'].iloc[0])} mult.")
@@ -109,11 +128,29 @@ def print_report(report, console=None) -> None:
             rich_text(r["trace"]), rich_text(r["arch"]), f"{r['cycles']:,.0f}", f"{r['energy_uj']:.3f}", f"{r['mac_pct']:.2f}",
             f"{r['load_balance']:.2f}",
         ]
+        if known:
+            cells.insert(5, _coverage_text(r["coverage_pct"]))
         if has_iso:
             cells.insert(3, f"{r['iso_cycles']:,.0f}")
         cells += ["" if r[c] != r[c] or r[c] is None else f"{r[c]:.2f}x" for c, _ in ratios]
         table.add_row(*cells)
     console.print(table)
+    console.print(COVERAGE_NOTE if known else COVERAGE_UNKNOWN)
+
+
+COVERAGE_NOTE = ("coverage: share of the network's operations (a MAC = 2) in the simulated layers; "
+                 "cycles and energy cover those layers, the rest is listed as not simulated")
+COVERAGE_UNKNOWN = ("coverage n/a: the trace does not list the ops it does not simulate; cycles "
+                    "and energy cover its layers only")
+
+
+def _simulated(row) -> bool:
+    value = row.get("simulated", True)
+    return True if value != value else bool(value)  # NaN (a report without the column): simulated
+
+
+def _coverage_text(pct) -> str:
+    return "n/a" if pct is None or pct != pct else f"{pct:.1f}%"
 
 
 @click.command("run")

@@ -34,7 +34,8 @@ img{max-width:100%;border:1px solid #eee}pre{background:#f7f7f7;padding:.6em;ove
 LAYER_COLUMNS = [  # (column, heading, format)
     ("layer", "layer", None), ("variant", "variant", None), ("cycles", "cycles", "{:,.0f}"),
     ("load_balance", "load bal.", "{:.2f}"), ("utilisation", "util.", "{:.2f}"),
-    ("effective_macs", "eff. MACs", "{:,.0f}"), ("weight_density", "weight density", "{:.3f}"),
+    ("effective_macs", "eff. MACs", "{:,.0f}"), ("ops", "ops", "{:,.0f}"),
+    ("not_simulated", "not simulated", None), ("weight_density", "weight density", "{:.3f}"),
     ("act_density", "act. density", "{:.3f}"), ("energy_pj", "energy (nJ)", "nJ"),
     ("topk_exposed_cycles", "top-k cyc", "{:,.0f}"), ("topk_mismatches", "mask mism.", "{:.1f}"),
 ]
@@ -54,7 +55,8 @@ BREAKDOWN_NOTE = ("total = compute + top-k exposed + memory stalls, in array cyc
 SUMMARY_COLUMNS = [
     ("trace", "trace", None), ("arch", "arch", None), ("cycles", "cycles", "{:,.0f}"),
     ("iso_cycles", "iso cycles", "{:,.0f}"), ("energy_uj", "energy (µJ)", "{:.3f}"),
-    ("mac_pct", "MAC %", "{:.2f}"), ("load_balance", "load bal.", "{:.2f}"),
+    ("mac_pct", "MAC %", "{:.2f}"), ("coverage_pct", "coverage %", "{:.1f}"),
+    ("load_balance", "load bal.", "{:.2f}"),
     *[(column, heading, "{:.2f}x") for column, heading in RATIO_HEADINGS.items()],
 ]
 ENERGY_COLUMNS = [("event", "event", None), ("pj", "pJ per event", "{:.4g}"),
@@ -146,10 +148,10 @@ def not_simulated(report: pd.DataFrame) -> list[str]:
     from accelsim.result import EVENTS
 
     lines = []
-    for col in ("not_simulated", "skipped"):
-        if col in report.columns:
-            for _, r in report[report[col].fillna(False).astype(bool)].iterrows():
-                lines.append(f"{r['trace']} / {r['layer']}: {col.replace('_', ' ')} ({r[col]})")
+    if "skipped" in report.columns:
+        for _, r in report[report["skipped"].fillna(False).astype(bool)].iterrows():
+            lines.append(f"{r['trace']} / {r['layer']}: skipped ({r['skipped']})")
+    lines += unsimulated_lines(report)
     for (trace, arch), g in report.groupby(["trace", "arch"], sort=False):
         sparse = g[g["variant"] != BASELINE] if "variant" in g.columns else g
         if "topk_unit" in g.columns and (sparse["topk_unit"].astype(str) == "none").all():
@@ -165,6 +167,31 @@ def not_simulated(report: pd.DataFrame) -> list[str]:
             lines.append(f"{trace} on {arch}: zero in every layer (not modelled by the {g['dataflow'].iloc[0]} "
                          f"dataflow or nothing to charge): {', '.join(zero)}" if "dataflow" in g.columns
                          else f"{trace} on {arch}: zero in every layer: {', '.join(zero)}")
+    return lines
+
+
+def unsimulated_lines(report: pd.DataFrame) -> list[str]:
+    """Per trace: the coverage of its simulated layers and the ops it lists as not simulated,
+    grouped by op (or that the trace does not list them)."""
+    if "ops" not in report.columns or "simulated" not in report.columns:
+        return []
+    lines = []
+    for trace, g in report.groupby("trace", sort=False):
+        g = g[g["variant"] == g["variant"].iloc[0]] if "variant" in g.columns else g
+        simulated = g["simulated"].fillna(True).astype(bool)
+        if "ops_listed" in g.columns and not g["ops_listed"].fillna(False).astype(bool).all():
+            lines.append(f"{trace}: the trace does not list the ops it does not simulate "
+                         "(coverage unknown)")
+            continue
+        total, done = float(g["ops"].sum()), float(g.loc[simulated, "ops"].sum())
+        rest = g[~simulated]
+        if rest.empty:
+            continue
+        groups = rest.groupby("not_simulated", sort=False)["ops"].agg(["count", "sum"])
+        parts = ", ".join(f"{op} x{int(n)}: {ops:,.0f} ops" for op, (n, ops) in groups.iterrows())
+        lines.append(f"{trace}: not simulated (zero cycles and energy): {parts}; the simulated "
+                     f"layers hold {100 * done / total:.1f}% of the {total:,.0f} operations per "
+                     "inference")
     return lines
 
 

@@ -103,10 +103,14 @@ def plottable_report(report: pd.DataFrame, path: str | Path, figure: str) -> pd.
         if "iso_cycles" in frame.columns and frame["iso_cycles"].notna().all():
             for col in ("iso_cycles", "iso_multipliers"):  # drawn instead (run --per-multiplier)
                 frame[col] = _numeric(frame, col, where)
-        index = _numeric(frame, "layer_index", where)
+        from accelsim.report import simulated_rows
+
+        layers = simulated_rows(frame)  # unsimulated ops: layer_index -1, no bar
+        index = _numeric(layers, "layer_index", where)
         if (index != np.round(index)).any():
             raise AccelsimError(f"{where}: column 'layer_index' holds a non-integer value")
-        frame["layer_index"] = index.astype(np.int64)
+        frame["layer_index"] = -1
+        frame.loc[layers.index, "layer_index"] = index.astype(np.int64)
         positive = frame.groupby("trace", sort=False)["cycles"].max() > 0
         if not positive.all():
             trace = positive.index[~positive.to_numpy()][0]
@@ -159,8 +163,12 @@ def plot_energy(report: pd.DataFrame, out: str | Path) -> None:
 
 def plot_cycles(report: pd.DataFrame, out: str | Path) -> None:
     """Cycles per inference of every layer, one group of bars per layer and run. A report from
-    `accelsim run --per-multiplier N` (one N throughout) is plotted at N multipliers."""
+    `accelsim run --per-multiplier N` (one N throughout) is plotted at N multipliers. Ops a
+    trace lists as not simulated have no cycles and no bar."""
+    from accelsim.report import simulated_rows
+
     plt = pyplot()
+    report = simulated_rows(report)
     traces = list(dict.fromkeys(report["trace"]))
     iso = ("iso_cycles" in report.columns and report["iso_cycles"].notna().all()
            and report["iso_multipliers"].nunique() == 1)

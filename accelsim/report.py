@@ -79,6 +79,14 @@ def totals(report: pd.DataFrame) -> pd.DataFrame:
         include_groups=False,
     )
     out["load_balance"] = busy.to_numpy()
+    if {"ops", "simulated", "ops_listed"} <= set(report.columns):
+        from accelsim.coverage import coverage_pct
+
+        cover = report.groupby(keys, sort=False, dropna=False).apply(
+            lambda g: coverage_pct(g["ops"], g["simulated"].astype(bool), g["ops_listed"]),
+            include_groups=False)
+        out["ops"] = report.groupby(keys, sort=False, dropna=False)["ops"].sum().to_numpy()
+        out["coverage_pct"] = cover.to_numpy()
     return out
 
 
@@ -110,6 +118,13 @@ def current_names(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def simulated_rows(report: pd.DataFrame) -> pd.DataFrame:
+    """The rows of simulated layers (a report may also hold unsimulated ops: zero cycles)."""
+    if "simulated" not in report.columns:
+        return report
+    return report[report["simulated"].fillna(True).astype(bool)]
+
+
 def summary(report: pd.DataFrame) -> pd.DataFrame:
     """Speedup and energy ratio of each trace against its baseline (the same array with skipping
     switched off), and against the dense (unpruned, method "dense") and weight-pruned (method
@@ -132,6 +147,9 @@ def summary(report: pd.DataFrame) -> pd.DataFrame:
             "energy_uj": r["energy_pj"] * 1e-6,
             "mac_pct": 100.0 * r["effective_macs"] / r["dense_macs"] if r["dense_macs"] else float("nan"),
             "load_balance": r["load_balance"],
+            # share of the network's operations (a MAC = 2) in the simulated layers; NaN when
+            # the trace does not list its other ops
+            "coverage_pct": r["coverage_pct"] if "coverage_pct" in r else float("nan"),
             "speedup_vs_baseline": _ratio(b, r, "cycles"),
             "energy_ratio_vs_baseline": _ratio(b, r, "energy_pj"),
         }

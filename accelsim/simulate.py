@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from accelsim.coverage import with_unsimulated
 from accelsim.dataflows import get as get_dataflow
 from accelsim.encoded import is_done, memo
 from accelsim.energy import EnergyTable
@@ -222,11 +223,11 @@ def simulate_trace(
     trace = loaded_trace(path)
     name = Path(path).name
     meta = trace.meta
-    rows: list[dict] = []
     provenance = run_columns(arch, energy, source, overrides)
     plans = variants_for(arch)
     previous: dict[str, np.ndarray | None] = {v.label: None for v in plans}
     masks_seen: set[str] = set()
+    per_layer: list[list[dict]] = []
     for index in range(len(trace)):
         layer = trace.layer(index)
         stats = cached_stats(layer)
@@ -235,6 +236,7 @@ def simulate_trace(
             digest = memo(layer, "mask_digest", (), lambda: mask_digest(layer))
             shared = digest in masks_seen
             masks_seen.add(digest)
+        per_layer.append([])
         for variant in plans:
             # A streaming top-k unit works while the previous layer produces its outputs.
             row, cycles = simulate_layer(name, layer, variant, energy, stats, previous[variant.label],
@@ -244,10 +246,10 @@ def simulate_trace(
             row["method"] = meta.get("method")
             row["layer_index"] = index
             row.update(provenance)
-            rows.append(row)
+            per_layer[-1].append(row)
             if on_layer is not None:
                 on_layer(name, f"{layer.name} ({variant.label})")
-    return rows
+    return with_unsimulated(meta, per_layer)
 
 
 def mask_mismatch_warning(trace_name: str, unit: str, mask_schemes) -> str | None:

@@ -17,10 +17,13 @@ from accelsim.errors import AccelsimError
 def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
                       output_samples: int | None = None, split: str = "test",
                       batch_size: int = 100, command: list | None = None,
-                      threshold_prediction_eps: float | None = None) -> dict:
+                      threshold_prediction_eps: float | None = None,
+                      fold_batchnorm: bool = False, allow_unsimulated: bool = False) -> dict:
     """Write the trace of `checkpoint_dir` on the first `num_samples` images of `split`;
     returns the trace metadata written. `threshold_prediction_eps` switches every top-k mask
-    to threshold prediction (JPnet Eq. 11) for this recording (inference option)."""
+    to threshold prediction (JPnet Eq. 11) for this recording (inference option).
+    `fold_batchnorm` folds each BatchNorm into the Conv2d/Linear before it (traces.foldbn);
+    `allow_unsimulated` lists compute ops a trace cannot represent instead of refusing them."""
     from accelsim.models import checkpoint as C
     from accelsim.models.data import load_dataset, make_batches
     from accelsim.models.train import transform_for
@@ -52,8 +55,14 @@ def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
     tf = transform_for(info, train=False)
     first, _ = next(iter(make_batches(ds.subset(range(1)), 1, shuffle=False, transform=tf)))
     check_recording_size(model, first, num_samples, output_samples)
+    folded = []
+    if fold_batchnorm:
+        from accelsim.traces.foldbn import fold_batchnorm as fold
+
+        folded = fold(model, first)
     correct = 0
-    with TraceRecorder(model, output_samples=output_samples) as rec:
+    with TraceRecorder(model, output_samples=output_samples,
+                       allow_unsimulated=allow_unsimulated) as rec:
         for x, y in make_batches(sub, batch_size, shuffle=False, transform=tf):
             with torch.no_grad():
                 correct += int((model(x).argmax(1) == y).sum())
@@ -71,6 +80,8 @@ def record_checkpoint(checkpoint_dir, num_samples: int, out_path, data_dir=None,
                        "accuracy": info.get("metrics", {}).get("accuracy"),
                        "recipe": info.get("recipe", {}).get("name")},
     }
+    if fold_batchnorm:
+        meta["folded_batchnorm"] = [{"layer": layer, "batchnorm": bn} for layer, bn in folded]
     if any(m != 0.0 for m in now["mean"]):
         meta["warnings"] = [f"inputs normalised with mean {now['mean']} and std {now['std']}: zero "
                             "pixels become non-zero, so the first layer's input density is not "

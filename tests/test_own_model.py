@@ -167,7 +167,19 @@ def test_trace_record_and_run_on_an_own_model(runs, capsys, tmp_path):
     import pandas as pd
 
     rep = pd.read_csv(tmp_path / "r.csv")
-    assert set(rep["layer"]) == set(names)
+    assert set(rep.loc[rep["simulated"], "layer"]) == set(names)
+    listed = {op["name"]: op["op"] for op in t.meta["unsimulated"]}
+    assert listed["res.bn1"] == "BatchNorm2d" and listed["res.add"] == "add"
+    assert set(rep.loc[~rep["simulated"], "layer"]) == set(listed)
+    # --fold-batchnorm: the BatchNorm rows go, the folded trace passes the functional check
+    folded = tmp_path / "folded.trace.safetensors"
+    code, out, err = run_cli(capsys, "trace", "record", "--checkpoint", str(runs / "jp"),
+                             "--samples", "8", "--fold-batchnorm", "--out", str(folded))
+    assert code == 0 and "folded 5 BatchNorm layer(s)" in out, err
+    assert run_cli(capsys, "trace", "validate", str(folded))[0] == 0
+    ft = open_trace(str(folded))
+    assert not any(op["op"] == "BatchNorm2d" for op in ft.meta["unsimulated"])
+    assert ft.meta["accuracy"] == t.meta["accuracy"]
 
 
 def test_sweeps_work_on_an_own_checkpoint(runs, capsys, tmp_path):

@@ -35,8 +35,15 @@ def test_run_writes_a_row_per_layer_and_variant(lenet_trace, tmp_path, capsys):
     out = tmp_path / "r.csv"
     code, stdout, _ = run_cli(capsys, "run", "--trace", str(lenet_trace), "--out", str(out))
     assert code == 0
-    report = pd.read_csv(out)
+    everything = pd.read_csv(out)
+    report = everything[everything["simulated"]]
     assert list(report["layer"].unique()) == ["conv1", "conv2", "fc1", "fc2"]
+    # the ReLUs, pools and the flatten ran too: listed in execution order, not simulated
+    listed = everything[~everything["simulated"]]
+    assert list(everything["layer"].unique()) == ["conv1", "relu1", "pool1", "conv2", "relu2",
+                                                  "pool2", "flatten", "fc1", "relu3", "fc2_drop",
+                                                  "fc2"]
+    assert (listed["cycles"] == 0).all() and (listed["ops"] > 0).sum() == 2 * 5
     assert set(report["variant"]) == {"sparse", "baseline"}
     sparse = report[report["variant"] == "sparse"].set_index("layer")
     baseline = report[report["variant"] == "baseline"].set_index("layer")
@@ -63,7 +70,8 @@ def test_report_formats(lenet_trace, tmp_path, capsys, ext):
     assert run_cli(capsys, "run", "--trace", str(lenet_trace), "--out", str(out), "--quiet")[0] == 0
     from accelsim.report import read_report
 
-    assert len(read_report(out)) == 8
+    report = read_report(out)
+    assert len(report) == 2 * 11 and report["simulated"].sum() == 2 * 4  # 4 layers, 7 other ops
 
 
 def _rewrite(src, dst, edit_tensors=None, edit_meta=None):

@@ -162,9 +162,16 @@ def synth(model: str, weight_density: str, act_density: str, masks: str, eps: fl
 @click.option("--eps", default=None, type=O.FRACTION,
               help="replace every top-k mask by threshold prediction from an eps-subsample")
 @click.option("--data-dir", default=None, type=click.Path(), help="data root (else the search path)")
+@click.option("--fold-batchnorm", is_flag=True,
+              help="fold each BatchNorm into the Conv2d/Linear in front of it (inference, as "
+                   "deployed accelerators do)")
+@click.option("--allow-unsimulated", is_flag=True,
+              help="list compute ops a trace cannot represent (attention, Conv1d, LSTM, ...) as "
+                   "unsimulated with their MACs instead of refusing the model")
 @click.option("--out", "out", required=True,
               help="trace file to write (.trace.safetensors; checked before any work)")
-def record(checkpoint, samples, split, output_samples, eps, data_dir, out):
+def record(checkpoint, samples, split, output_samples, eps, data_dir, fold_batchnorm,
+           allow_unsimulated, out):
     """Record a trace of a trained checkpoint on real images (masks active)."""
     import sys
 
@@ -175,8 +182,13 @@ def record(checkpoint, samples, split, output_samples, eps, data_dir, out):
     meta = record_checkpoint(checkpoint, samples, out, data_dir=data_dir,
                              output_samples=output_samples, split=split,
                              command=["accelsim", *sys.argv[1:]],
-                             threshold_prediction_eps=eps)
+                             threshold_prediction_eps=eps, fold_batchnorm=fold_batchnorm,
+                             allow_unsimulated=allow_unsimulated)
     acc = meta["accuracy"]
+    if fold_batchnorm:
+        pairs = meta["folded_batchnorm"]
+        click.echo(f"folded {len(pairs)} BatchNorm layer(s): "
+                   + (", ".join(f"{p['batchnorm']} into {p['layer']}" for p in pairs) or "none"))
     click.echo(f"wrote {out}: {meta['model']}/{meta['method']}, {samples} {split} images, "
                f"accuracy {acc['value']:.4f} on {acc['num_samples']}")
 

@@ -218,6 +218,8 @@ class OpTracker:
             frame.macs = max(0, opcount.macs_of_module(module, args, output))
             frame.categories.append("compute")
             frame.counted = True
+        if isinstance(module, nn.Identity):
+            return  # computes and moves nothing (what a folded BatchNorm leaves behind)
         if frame.leaf and self._counting() and (frame.counted or (frame.tainted and not frame.opaque)):
             self._add_row(frame.name or type(module).__name__, type(module).__name__,
                           frame.categories, frame.ops + 2 * frame.macs, frame.macs, outs)
