@@ -111,10 +111,7 @@ def print_report(report, console=None) -> None:
     summ = summary(report)
     table = Table(title="summary (per inference; ratios: how many times fewer cycles / less energy)",
                   title_justify="left")
-    known = "coverage_pct" in summ.columns and summ["coverage_pct"].notna().any()
     cols = ["trace", "arch", "cycles", "energy (µJ)", "MAC %", "load bal."]
-    if known:  # traces that do not list their other ops keep the table they always had
-        cols.insert(5, "coverage")
     has_iso = "iso_cycles" in summ.columns
     if has_iso:
         cols.insert(3, f"cycles @{int(report['iso_multipliers'].iloc[0])} mult.")
@@ -128,29 +125,38 @@ def print_report(report, console=None) -> None:
             rich_text(r["trace"]), rich_text(r["arch"]), f"{r['cycles']:,.0f}", f"{r['energy_uj']:.3f}", f"{r['mac_pct']:.2f}",
             f"{r['load_balance']:.2f}",
         ]
-        if known:
-            cells.insert(5, _coverage_text(r["coverage_pct"]))
         if has_iso:
             cells.insert(3, f"{r['iso_cycles']:,.0f}")
         cells += ["" if r[c] != r[c] or r[c] is None else f"{r[c]:.2f}x" for c, _ in ratios]
         table.add_row(*cells)
     console.print(table)
-    console.print(COVERAGE_NOTE if known else COVERAGE_UNKNOWN)
+    for line in coverage_lines(report, summ):
+        console.print(rich_text(line))
 
 
-COVERAGE_NOTE = ("coverage: share of the network's operations (a MAC = 2) in the simulated layers; "
-                 "cycles and energy cover those layers, the rest is listed as not simulated")
-COVERAGE_UNKNOWN = ("coverage n/a: the trace does not list the ops it does not simulate; cycles "
-                    "and energy cover its layers only")
+def coverage_lines(report, summ) -> list[str]:
+    """One line per trace: what share of the network's operations its cycles and energy cover."""
+    if "coverage_pct" not in summ.columns:
+        return []
+    lines = []
+    for trace, rows in summ.groupby("trace", sort=False):
+        pct = rows["coverage_pct"].iloc[0]
+        if pct != pct:
+            lines.append(f"coverage of {trace}: unknown (the trace does not list the ops it does "
+                         "not simulate); cycles and energy cover its layers")
+            continue
+        mine = report[(report["trace"] == trace) & (report["variant"] == report["variant"].iloc[0])]
+        mine = mine[mine["arch"] == mine["arch"].iloc[0]]
+        rest = int((~mine["simulated"].astype(bool)).sum())
+        lines.append(f"coverage of {trace}: {pct:.1f}% of {mine['ops'].sum():,.0f} operations per "
+                     f"inference (a MAC = 2) are in the simulated layers; {rest} op(s) listed as "
+                     "not simulated")
+    return lines
 
 
 def _simulated(row) -> bool:
     value = row.get("simulated", True)
     return True if value != value else bool(value)  # NaN (a report without the column): simulated
-
-
-def _coverage_text(pct) -> str:
-    return "n/a" if pct is None or pct != pct else f"{pct:.1f}%"
 
 
 @click.command("run")
