@@ -18,7 +18,7 @@ KEEP = ("samples", "units", "peak_macs_per_cycle")  # the array and the run, not
 
 def layer_columns(row: dict, ops_listed: bool) -> dict:
     """The coverage columns of a simulated layer's row."""
-    return {"simulated": True, "not_simulated": "", "ops": OPS_PER_MAC * row["dense_macs"],
+    return {"simulated": True, "op": row["kind"], "ops": OPS_PER_MAC * row["dense_macs"],
             "ops_listed": ops_listed}
 
 
@@ -40,7 +40,7 @@ def op_row(template: dict, op: dict) -> dict:
                effective_macs=macs, paper_estimate_macs=macs, weight_density=math.nan,
                act_density=math.nan, load_balance=math.nan, mask_scheme="none",
                topk_unit="none", weights_on_chip=True, simulated=False,
-               not_simulated=f"{op['op']} ({op['category']})", ops=float(op["ops"]),
+               op=f"{op['op']} ({op['category']})", ops=float(op["ops"]),
                ops_listed=True)
     return row
 

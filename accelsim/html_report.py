@@ -35,7 +35,7 @@ LAYER_COLUMNS = [  # (column, heading, format)
     ("layer", "layer", None), ("variant", "variant", None), ("cycles", "cycles", "{:,.0f}"),
     ("load_balance", "load bal.", "{:.2f}"), ("utilisation", "util.", "{:.2f}"),
     ("effective_macs", "eff. MACs", "{:,.0f}"), ("ops", "ops", "{:,.0f}"),
-    ("not_simulated", "not simulated", None), ("weight_density", "weight density", "{:.3f}"),
+    ("op", "op", None), ("weight_density", "weight density", "{:.3f}"),
     ("act_density", "act. density", "{:.3f}"), ("energy_pj", "energy (nJ)", "nJ"),
     ("topk_exposed_cycles", "top-k cyc", "{:,.0f}"), ("topk_mismatches", "mask mism.", "{:.1f}"),
 ]
@@ -187,7 +187,7 @@ def unsimulated_lines(report: pd.DataFrame) -> list[str]:
         rest = g[~simulated]
         if rest.empty:
             continue
-        groups = rest.groupby("not_simulated", sort=False)["ops"].agg(["count", "sum"])
+        groups = rest.groupby("op", sort=False)["ops"].agg(["count", "sum"])
         parts = ", ".join(f"{op} x{int(n)}: {ops:,.0f} ops" for op, (n, ops) in groups.iterrows())
         lines.append(f"{trace}: not simulated (zero cycles and energy): {parts}; the simulated "
                      f"layers hold {100 * done / total:.1f}% of the {total:,.0f} operations per "
