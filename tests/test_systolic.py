@@ -4,6 +4,7 @@ weights shrink the reduction dimension, and bad configurations are one line."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -131,3 +132,67 @@ def test_report_row_utilisation_and_pe_cycles(geo, dataflow, seed):
     assert 0 <= row["utilisation"] <= 1 and row["peak_macs_per_cycle"] == 6
     pe = row["busy_pe_cycles"] + row["starve_pe_cycles"] + row["tail_pe_cycles"]
     assert pe == pytest.approx(6 * row["compute_cycles"])
+
+
+def _epoch_reference(runs, epoch):
+    """Word by word through analysis/scalesim_golden.dram_reads, the count the golden table's
+    DRAM reads come from (proven equal to SCALE-Sim's read buffer there)."""
+    from accelsim.analysis.scalesim_golden import dram_reads
+
+    stream, base = [], 0
+    for words, repeats in runs:
+        stream += list(range(base, base + words)) * repeats
+        base += words
+    return dram_reads(np.asarray(stream), epoch)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 60), st.integers(1, 5)), min_size=1, max_size=6),
+       st.integers(1, 80))
+def test_epoch_reads_equal_word_by_word_reference(runs, epoch):
+    from accelsim.dataflows.systolic.kernel import epoch_reads
+
+    assert epoch_reads(runs, epoch) == _epoch_reference(runs, epoch)
+
+
+def _drain_reference(words, kb, line):
+    """Word by word, SCALE-Sim's ofmap write buffer when no drain delays the next: lines of
+    `line` words; when the words held pass half the SRAM the open line is closed (padded) and
+    ceil(half / line) lines drain, each counted whole but for the padding of the chunk's last
+    line, and the buffer frees what it counted; at the end everything drains."""
+    total = kb * 1024
+    drain = total - math.ceil(total / 2)
+    lines, current, free, start, count = [], 0, total, 0, 0
+
+    def drain_chunk():
+        nonlocal start, count
+        chunk = lines[start:start + math.ceil(drain / line)]
+        moved = len(chunk) * line - (line - chunk[-1])
+        start, count = start + len(chunk), count + moved
+        return moved
+
+    for _ in range(words):
+        current, free = current + 1, free - 1
+        if current == line:
+            lines.append(line)
+            current = 0
+        if free < total - drain:
+            if current:
+                lines.append(current)
+                current = 0
+            free += drain_chunk()
+    if current:
+        lines.append(current)
+    while start < len(lines):
+        drain_chunk()
+    return count
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 9000), st.integers(1, 4), st.integers(3, 40))
+def test_drained_writes_equal_word_by_word_reference(words, kb, line):
+    from accelsim.dataflows.systolic.kernel import drained_writes
+
+    assert drained_writes(words, kb, line) == _drain_reference(words, kb, line)
+    # 64 KB, 32 columns: the one padded line after the first drain adds 31 words
+    assert drained_writes(32769, 64, 32) == 32769 and drained_writes(32770, 64, 32) == 32770 + 31

@@ -14,24 +14,38 @@ from accelsim.topology import read_topology
 TOPOLOGIES = DATA / "topologies"
 
 
-def test_golden_table_covers_the_shipped_topologies_and_all_dataflows():
+def _dense_topologies():
+    """SCALE-Sim's shipped dense topology files (no Sparsity column) in tests/data/scalesim."""
+    return sorted(path.stem for path in TOPOLOGIES.glob("*.csv")
+                  if all(item.nm is None for item in read_topology(path)))
+
+
+def test_golden_table_covers_every_shipped_topology_and_dataflow():
     rows = pd.DataFrame(golden_rows())
-    assert {"alexnet", "vit_s", "test_mnk_input", "sparse_gemm", "vit_s_2_4"} <= set(rows["topology"])
-    assert set(rows[rows["topology"] == "alexnet"]["dataflow"]) == {"os", "ws", "is"}
-    assert set(rows["dataflow"]) == {"os", "ws", "is"}
-    for (topo, config, dataflow), group in rows.groupby(["topology", "config", "dataflow"]):
-        assert len(group) == len(read_topology(TOPOLOGIES / f"{topo}.csv")), (topo, dataflow)
+    dense = rows[rows["config"] == "scale.cfg"]
+    assert len(_dense_topologies()) == 8
+    for topo in ("alexnet", "test_mnk_input", "vit_s"):
+        layers = len(read_topology(TOPOLOGIES / f"{topo}.csv"))
+        for dataflow in ("os", "ws", "is"):
+            case = dense[(dense["topology"] == topo) & (dense["dataflow"] == dataflow)]
+            assert sorted(case["layer_index"].astype(int)) == list(range(layers)), (topo, dataflow)
+    assert {"sparse_gemm", "sparse_conv", "vit_s_2_4"} <= set(rows["topology"])
+    assert set(rows["method"]) <= {"full", "counted"}
 
 
-def test_cycles_and_sram_accesses_equal_scalesim_layer_by_layer():
-    """Every layer of every stored SCALE-Sim run: compute cycles (SCALE-Sim's last-cycle index
-    + 1) and the SRAM reads and writes of each operand are equal."""
+def test_cycles_sram_and_dram_equal_scalesim_layer_by_layer():
+    """Every layer of every stored dense SCALE-Sim run: compute cycles (SCALE-Sim's last-cycle
+    index + 1), the SRAM reads and writes of each operand, the filter DRAM reads and ofmap DRAM
+    writes are equal; ifmap DRAM reads too where no two windows share an input word."""
     results = [c for c in compare() if c.sparsity == "off"]
-    assert len(results) >= 23
+    assert len(results) >= 50
+    keys = ("cycles", "ifmap_sram_reads", "filter_sram_reads", "ofmap_sram_writes",
+            "filter_dram_reads", "ofmap_dram_writes")
     for c in results:
         where = (c.topology, c.dataflow, c.layer)
-        for key in ("cycles", "ifmap_sram_reads", "filter_sram_reads", "ofmap_sram_writes"):
+        for key in keys + (("ifmap_dram_reads",) if c.distinct else ()):
             assert c.accelsim[key] == c.scalesim[key], (where, key, c.accelsim[key], c.scalesim[key])
+    assert sum(c.distinct for c in results) >= 20
 
 
 def test_nm_cycles_equal_scalesim_sparse_mode_where_m_divides_k():
@@ -127,9 +141,11 @@ def test_run_topology_dense_and_nm(tmp_path, capsys):
 
 def test_dram_traffic_and_bandwidth_stalls_in_the_report():
     """SCALE-Sim's GEMM 'Test 1' (M=256, N=128, K=256) on the 32x32 output-stationary array: the
-    64 KB ifmap SRAM's active half (32,750 words) cannot hold the 65,536-word input, so it is read
-    again on each of the 4 column folds; the 32,768-word filter and the outputs move once (as in
-    the golden table). At 10 words per cycle the 327,680 words take 32,768 cycles: 22,592 stall
+    64 KB ifmap SRAM's epoch (50 sets of 655 words = 32,750) cannot hold the 65,536-word input,
+    so it is read again on each of the 4 column folds; each 8,192-word filter column slice is
+    read 8 times in a row, and the epoch fills 18 words into the 4th slice, so 8,174 of it are
+    read again: 32,768 + 8,174 = 40,942 filter words (as in the golden table); the 32,768
+    outputs move once. At 10 words per cycle the 335,854 words take 33,586 cycles: 23,410 stall
     cycles beyond the 10,176 of compute."""
     from accelsim.analysis.scalesim_compare import _shell_record
     from accelsim.arch import load_arch
@@ -139,10 +155,10 @@ def test_dram_traffic_and_bandwidth_stalls_in_the_report():
     geo = read_topology(TOPOLOGIES / "test_mnk_input.csv")[0].geometry
     layer = _shell_record(geo)
     stats = {"effective_macs": 0.0, "estimated_macs": 0.0, "weight_density": 1.0, "act_density_mean": 1.0}
-    for extra, stall in (([], 0), (["systolic.bandwidth=10"], 22592)):
+    for extra, stall in (([], 0), (["systolic.bandwidth=10"], 23410)):
         arch = load_arch("systolic-os", extra).with_sparsity("none", "none")
         row, _ = simulate_layer("t", layer, Variant("baseline", arch), load_energy_table(), stats)
-        assert row["dram_bytes"] == 4 * 65536 + 32768 + 32768
+        assert row["dram_bytes"] == 4 * 65536 + 40942 + 32768
         assert row["events_dram_byte"] == row["dram_bytes"]
         assert row["compute_cycles"] == 10176 and row["memory_stall_cycles"] == stall
         assert row["cycles"] == 10176 + stall

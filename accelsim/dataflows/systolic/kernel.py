@@ -105,19 +105,89 @@ def block_words(kc: int, rows: int, nm: tuple[int, int] | None) -> int:
     return total
 
 
+def epoch_reads(runs, epoch: int) -> int:
+    """DRAM words SCALE-Sim's estimate-mode read buffer fetches for a stream of `runs`: each
+    (words, repeats) is a slice of distinct words, disjoint from the other runs' slices, read
+    `repeats` times in a row in the same order.
+
+    SCALE-Sim v3 (CALC mode) fetches an address when it is not in the current epoch; an epoch
+    holds `epoch` distinct addresses (half the SRAM's 1 % sets) and empties when full. Within a
+    run, words are new from an epoch's start until the whole slice is in the epoch (the rest of
+    the run hits) or the epoch fills (a new one starts at the next word)."""
+    reads, held = 0, 0
+    for words, repeats in runs:
+        total, pos = words * repeats, 0
+        while pos < total:
+            new = min(words, total - pos)
+            if epoch - held <= new:
+                step = epoch - held
+                reads, pos, held = reads + step, pos + step, 0
+            else:
+                reads, held, pos = reads + new, held + new, total
+    return reads
+
+
+def drained_writes(words: int, kb: int, line: int) -> int:
+    """DRAM words SCALE-Sim's ofmap write buffer reports for `words` output writes, `line` words
+    per drain line (its CALC mode: the array's columns).
+
+    Half the SRAM (D words) drains: when the words held pass D, the partly filled line is closed
+    padded and ceil(D / line) lines go to DRAM, counted whole except the padding of the chunk's
+    last line; the buffer frees what it counted, padding included. At the end every remaining
+    line drains the same way. So a padded line that is not the last of its chunk adds its padding
+    (with 64 KB and 32 columns: 31 words once the layer writes more than 32,769 words). Assumes a
+    drain never delays the next one (it takes ceil(D / line) cycles, during which the array writes
+    at most `line` words a cycle), as in every shipped configuration."""
+    total = kb * 1024
+    drain = total - math.ceil(total * 0.5)
+    chunk = math.ceil(drain / line)
+    free, stored, n_lines, filled, start, count = total, 0, 0, 0, 0, 0
+    partial: dict[int, int] = {}  # line index -> words of a padded line
+
+    def close_partial():
+        nonlocal n_lines, filled
+        if filled:
+            partial[n_lines] = filled
+            n_lines, filled = n_lines + 1, 0
+
+    def drain_chunk():
+        nonlocal start, count
+        end = min(start + chunk, n_lines)
+        moved = (end - start) * line - (line - partial.get(end - 1, line))
+        start, count = end, count + moved
+        return moved
+
+    while stored < words:
+        step = min(max(free - (total - drain) + 1, 1), words - stored)
+        full, filled = divmod(filled + step, line)
+        n_lines += full
+        stored, free = stored + step, free - step
+        if free < total - drain:
+            close_partial()
+            free += drain_chunk()
+    close_partial()
+    while start < n_lines:
+        drain_chunk()
+    return count
+
+
 def accesses(dataflow: str, plan: FoldPlan, view: GemmView, unique_ifmap: int,
-             nm: tuple[int, int] | None, kb: tuple[int, int, int], cols: int) -> Accesses:
-    """SRAM reads per operand and a reuse model of DRAM traffic (1 word = 1 datum).
+             nm: tuple[int, int] | None, kb: tuple[int, int, int], cols: int,
+             distinct: bool = False) -> Accesses:
+    """SRAM reads per operand and DRAM traffic with SCALE-Sim v3's conventions (1 word = 1 datum).
 
     SRAM: every operand word the array edge takes in a fold is one read, partial sums written
     back between row folds are writes. With an N:M pattern the activation side reads the M
     activations of each block its compressed rows touch (about x M / N).
-    DRAM, by which fold loop indexes the operand (column folds outer, row folds inner), against
-    the active half of its SRAM: indexed by both loops, every word is fetched once; by the inner
-    loop only (os/ws ifmap, is filter), fetched once if the whole operand fits, else again on
-    every column fold; by the outer loop only (os filter), fetched once if one column fold's slice
-    fits, else again on every row fold. Every ofmap SRAM write goes to DRAM (SCALE-Sim writes
-    partial sums back).
+    DRAM reads follow SCALE-Sim's read buffer (epoch_reads) over its fold order (column folds
+    outer, row folds inner). The filter words are distinct: os reads each column fold's slice
+    once per row fold, ws each fold's slice once, is the whole filter once per column fold. The
+    ifmap is the same when no two windows share an input word (GEMMs, 1x1 convolutions): os and
+    ws read the whole ifmap once per column fold, is once. With overlapping windows the ifmap
+    stream repeats words inside a fold and the count depends on SCALE-Sim's skewed address order:
+    there the model is unique words once if they fit the active half of the SRAM, else once per
+    column fold (os, ws). Every ofmap word the array writes goes to DRAM (partial sums too), as
+    SCALE-Sim's write buffer counts them (drained_writes).
     """
     P, F = view.P, view.F
     kc = plan.T if dataflow == "os" else plan.Sr
@@ -126,36 +196,35 @@ def accesses(dataflow: str, plan: FoldPlan, view: GemmView, unique_ifmap: int,
         if_sram = view.K * P * plan.col_folds if nm is not None else kc * P * plan.col_folds
         f_sram = kc * F * plan.row_folds
         of_sram = P * F
-        inner = "ifmap"
     elif dataflow == "ws":
         if_sram = P * plan.col_folds * plan.block_words
         f_sram = kc * F
         of_sram = P * F * plan.row_folds
-        inner = "ifmap"
     else:
         if_sram = P * plan.block_words
         f_sram = F * kc * plan.col_folds
         of_sram = F * P * plan.row_folds
-        inner = "filter"
 
     active_if, active_f = _active_words(kb[0]), _active_words(kb[1])
-    if inner == "ifmap":  # os, ws
-        if_dram = unique_ifmap if unique_ifmap <= active_if else unique_ifmap * plan.col_folds
-        f_dram = unique_filter
-        if dataflow == "os" and kc * min(F, cols) > active_f:
-            f_dram = unique_filter * plan.row_folds
-    else:  # is
-        if_dram = unique_ifmap
-        f_dram = unique_filter if unique_filter <= active_f else unique_filter * plan.col_folds
+    if dataflow == "os":
+        f_runs = [(kc * min(cols, F - start), plan.row_folds) for start in range(0, F, cols)]
+    elif dataflow == "ws":
+        f_runs = [(unique_filter, 1)]
+    else:
+        f_runs = [(unique_filter, plan.col_folds)]
+    passes = 1 if dataflow == "is" else plan.col_folds
+    if distinct:
+        if_dram = epoch_reads([(unique_ifmap, passes)], active_if)
+    else:
+        if_dram = unique_ifmap if unique_ifmap <= active_if else unique_ifmap * passes
     return Accesses(
         ifmap_sram_reads=if_sram,
         filter_sram_reads=f_sram,
         ofmap_sram_writes=of_sram,
         ifmap_dram_reads=if_dram,
-        filter_dram_reads=f_dram,
-        ofmap_dram_writes=of_sram,
+        filter_dram_reads=epoch_reads(f_runs, active_f),
+        ofmap_dram_writes=drained_writes(of_sram, kb[2], cols),
     )
-
 
 
 def check_config(rows, cols, dataflow, act_mode, weight_mode, nm_text) -> tuple[int, int] | None:
@@ -234,21 +303,47 @@ class LayerPlan:
         return self.view.groups * (a.ifmap_dram_reads + a.filter_dram_reads + a.ofmap_dram_writes)
 
 
+def distinct_windows(layer) -> bool:
+    """Whether no two windows share an input word (each stride at least its kernel extent), e.g.
+    GEMMs and 1x1 convolutions: then the ifmap words read are distinct (window_words)."""
+    g = layer.geometry
+    if g.kind == "linear":
+        return True
+    (kh, kw), (sy, sx), (dy, dx) = g.kernel, g.stride, g.dilation
+    return sy >= (kh - 1) * dy + 1 and sx >= (kw - 1) * dx + 1
+
+
+def window_words(layer) -> int:
+    """Input words (not padding) the windows of one group read, each counted once per window."""
+    g = layer.geometry
+    if g.kind == "linear":
+        return int(g.in_shape[0])
+    c, h, w = g.in_shape
+    _, oh, ow = g.out_shape
+    per_dim = []
+    for size, out, k, s, p, d in zip((h, w), (oh, ow), g.kernel, g.stride, g.padding, g.dilation):
+        pos = np.arange(out)[:, None] * s - p + np.arange(k)[None, :] * d
+        per_dim.append(int(((pos >= 0) & (pos < size)).sum()))
+    return (int(c) // int(g.groups)) * per_dim[0] * per_dim[1]
+
+
 def layer_plan(layer, *, rows: int, cols: int, dataflow: str, ifmap_sram_kb: int,
                filter_sram_kb: int, ofmap_sram_kb: int, pattern: tuple[int, int] | None) -> LayerPlan:
     view = gemm_view(layer)
     kc = compressed_k(view, pattern)
     plan = fold_plan(dataflow, view.P, view.F, kc, rows, cols, pattern)
-    unique_ifmap = int(np.prod(layer.geometry.in_shape)) // view.groups
+    distinct = distinct_windows(layer)
+    unique_ifmap = window_words(layer) if distinct else int(np.prod(layer.geometry.in_shape)) // view.groups
     acc = accesses(dataflow, plan, view, unique_ifmap, pattern,
-                   (ifmap_sram_kb, filter_sram_kb, ofmap_sram_kb), cols)
+                   (ifmap_sram_kb, filter_sram_kb, ofmap_sram_kb), cols, distinct)
     return LayerPlan(view, pattern, kc, plan, acc)
 
 
 def memory_traffic(layer, arch, cycles_per_sample: np.ndarray):
     """accelsim.memory.MemoryTraffic of the array's three SRAMs (the Dataflow's memory hook):
-    DRAM bytes from the reuse model above; with systolic.bandwidth > 0 (words per cycle) a sample
-    whose DRAM words take longer than its compute stalls for the difference."""
+    DRAM bytes from accesses() (SCALE-Sim's read and write buffers); with systolic.bandwidth > 0
+    (words per cycle) a sample whose DRAM words take longer than its compute stalls for the
+    difference."""
     from accelsim.memory import MemoryTraffic
 
     sec = arch.systolic
