@@ -370,7 +370,13 @@ def main(argv=None) -> int:
     parser.add_argument("--gemm", action="store_true", help="--topology-file is in M,N,K form")
     parser.add_argument("--print", dest="print_only", action="store_true",
                         help="print the rows as JSON lines instead of storing them")
+    parser.add_argument("--merge", metavar="JSONL",
+                        help="store rows printed by --print (cases run in parallel) and stop")
     args = parser.parse_args(argv)
+    if args.merge:
+        with open(args.merge) as fh:
+            merge_and_write([json.loads(line) for line in fh if line.startswith("{")])
+        return 0
     if args.self_check:
         return self_check(args.self_check)
     if args.check:
