@@ -76,6 +76,7 @@ def print_report(report, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from accelsim.plots import short_name
     from accelsim.report import RATIO_HEADINGS, current_names, summary
 
     report = current_names(report)
@@ -122,7 +123,7 @@ def print_report(report, console=None) -> None:
         table.add_column(col, justify="left" if col in ("trace", "arch") else "right")
     for _, r in summ.iterrows():
         cells = [
-            rich_text(r["trace"]), rich_text(r["arch"]), f"{r['cycles']:,.0f}", f"{r['energy_uj']:.3f}", f"{r['mac_pct']:.2f}",
+            rich_text(short_name(r["trace"])), rich_text(r["arch"]), f"{r['cycles']:,.0f}", f"{r['energy_uj']:.3f}", f"{r['mac_pct']:.2f}",
             f"{r['load_balance']:.2f}",
         ]
         if has_iso:
@@ -258,8 +259,11 @@ def _plot_command(name: str, function: str, summary: str) -> None:
         click.echo(f"figure written to {out}", err=True)
 
 
-_plot_command("energy", "plot_energy", "Energy per inference by component: each trace, and the baseline drawn once.")
-_plot_command("cycles", "plot_cycles", "Per-layer cycles of every run in the report.")
+_plot_command("energy", "plot_energy", "Energy per inference by component: a panel per model, each "
+              "array's baseline drawn once, the ratios vs baseline, dense and WP on the bars.")
+_plot_command("cycles", "plot_cycles", "Cycles per inference split into compute, queue stalls, top-k "
+              "exposed and memory stalls; a panel per model, ratios on the bars.")
+_plot_command("layers", "plot_layers", "Cycles per inference of every layer of every run (log scale).")
 
 
 def reference_traces() -> list[Path]:
@@ -280,15 +284,15 @@ def demo_cmd(out_dir):
     """Replay the reference traces on eie64 and cnvlutin; print the comparison, write plots."""
     import pandas as pd
 
-    from accelsim.plots import FIGURE_FORMATS, plot_cycles, plot_energy
+    from accelsim.plots import FIGURE_FORMATS, FIGURES
     from accelsim.report import REPORT_FORMATS, write_report
     from accelsim.arch import load_arch
     from accelsim.simulate import matching_topk_unit
 
     out = make_output_dir(out_dir, option="--out-dir")
     check_output_file(out / "report.csv", REPORT_FORMATS, option=None, kind="report")
-    for name in ("energy.png", "cycles.png"):
-        check_output_file(out / name, FIGURE_FORMATS, option=None, kind="figure")
+    for name in FIGURES:
+        check_output_file(out / f"{name}.png", FIGURE_FORMATS, option=None, kind="figure")
     traces = [str(p) for p in reference_traces()]
     click.echo(f"reference traces: {', '.join(Path(t).name for t in traces)}")
     frames = []
@@ -304,9 +308,9 @@ def demo_cmd(out_dir):
     report = pd.concat(frames, ignore_index=True)
     print_report(report)
     write_report(report, out / "report.csv")
-    plot_energy(report, out / "energy.png")
-    plot_cycles(report, out / "cycles.png")
-    click.echo(f"wrote {out / 'report.csv'}, {out / 'energy.png'}, {out / 'cycles.png'}")
+    for name, draw in FIGURES.items():
+        draw(report, out / f"{name}.png")
+    click.echo(f"wrote {out / 'report.csv'}, " + ", ".join(str(out / f"{name}.png") for name in FIGURES))
 
 
 def register(cli: click.Group) -> None:

@@ -213,10 +213,11 @@ def render(report: pd.DataFrame, title: str = "accelsim report") -> str:
                                                   ("variant", "variant", None)]
                          + [(c, h, "{:,.0f}") for c, h in CYCLE_PARTS + INSIDE_COMPUTE])
                  + f"<p>{escape(BREAKDOWN_NOTE)}</p>\n")
-    parts.append(f'<h2>Energy by component</h2>\n<img alt="energy by component" '
-                 f'src="{_figure_uri(plots.plot_energy, report)}">\n')
-    parts.append(f'<h2>Cycles per layer</h2>\n<img alt="cycles per layer" '
-                 f'src="{_figure_uri(plots.plot_cycles, report)}">\n')
+    for heading, draw in (("Energy per inference by component", plots.plot_energy),
+                          ("Cycles per inference: where they go", plots.plot_cycles),
+                          ("Cycles per layer", plots.plot_layers)):
+        parts.append(f'<h2>{escape(heading)}</h2>\n<img alt="{escape(heading.lower())}" '
+                     f'src="{_figure_uri(draw, report)}">\n')
     parts.append("<h2>Per-layer tables</h2>\n")
     for (trace, arch), group in report.groupby(["trace", "arch"], sort=False):
         parts.append(table(group, LAYER_COLUMNS, caption=f"{trace} on {arch}"))

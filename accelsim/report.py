@@ -3,6 +3,7 @@ against the baselines, console tables, and atomic CSV / Parquet / JSON files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -125,13 +126,49 @@ def simulated_rows(report: pd.DataFrame) -> pd.DataFrame:
     return report[report["simulated"].fillna(True).astype(bool)]
 
 
+def hardware_key(report: pd.DataFrame) -> pd.Series:
+    """Per row, which hardware it ran on whatever its top-k unit: the resolved configuration
+    without its top-k section, and the energy table (the arch column where a report has no
+    configuration column). A trace without dynamic masks never uses the unit, so its figures
+    are the same on every row that shares this key."""
+    def key(blob) -> str:
+        try:
+            config = json.loads(blob)
+        except (TypeError, ValueError):
+            return str(blob)
+        if not isinstance(config, dict):
+            return str(blob)
+        config.pop("topk", None)
+        return json.dumps(config, sort_keys=True)
+
+    hw = report["arch_config"].map(key) if "arch_config" in report.columns else report["arch"].astype(str)
+    if "energy_hash" in report.columns:
+        hw = hw + "|" + report["energy_hash"].astype(str)
+    return hw
+
+
+def _references(report: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per run (keys): its hardware key and whether its trace has dynamic masks (unknown, taken
+    as yes, in a report without the mask_scheme column); unsimulated rows say nothing of it."""
+    report = simulated_rows(report)
+    masked = report["mask_scheme"].astype(str) != "none" if "mask_scheme" in report.columns \
+        else pd.Series(True, index=report.index)
+    frame = report[keys].assign(_hw=hardware_key(report), _masked=masked)
+    return frame.groupby(keys, sort=False, dropna=False).agg(_hw=("_hw", "first"),
+                                                            _masked=("_masked", "any")).reset_index()
+
+
 def summary(report: pd.DataFrame) -> pd.DataFrame:
     """Speedup and energy ratio of each trace against its baseline (the same array with skipping
     switched off), and against the dense (unpruned, method "dense") and weight-pruned (method
-    "wp") traces of the same model on the same array, when those were run."""
-    tot = totals(current_names(report))
-    sparse = tot[tot["variant"] == "sparse"].copy()
+    "wp") traces of the same model on the same array, when those were run: in the same run, or
+    (a trace without dynamic masks, whose figures do not depend on the top-k unit) on the same
+    hardware and energy table with another top-k unit."""
+    report = current_names(report)
+    tot = totals(report)
     keys = run_keys(tot)
+    tot = tot.merge(_references(report, keys), on=keys, how="left")
+    sparse = tot[tot["variant"] == "sparse"].copy()
     baseline = tot[tot["variant"] == BASELINE].set_index(keys)
     rows = []
     for _, r in sparse.iterrows():
@@ -154,8 +191,11 @@ def summary(report: pd.DataFrame) -> pd.DataFrame:
             "energy_ratio_vs_baseline": _ratio(b, r, "energy_pj"),
         }
         same_run = np.logical_and.reduce([sparse[k] == r[k] for k in keys[1:]])
+        same_hw = (sparse["_hw"] == r["_hw"]) & ~sparse["_masked"].astype(bool)
         for method, suffix in REFERENCE_TRACES.items():
-            ref = sparse[(sparse["method"] == method) & (sparse["model"] == r["model"]) & same_run]
+            mine = (sparse["method"] == method) & (sparse["model"] == r["model"])
+            ref = sparse[mine & same_run]
+            ref = ref if len(ref) else sparse[mine & same_hw]
             if len(ref) and r["method"] != method:
                 entry[f"speedup_vs_{suffix}"] = _ratio(ref.iloc[0], r, "cycles")
                 entry[f"energy_ratio_vs_{suffix}"] = _ratio(ref.iloc[0], r, "energy_pj")

@@ -160,16 +160,10 @@ def hardware_report() -> str:
         sparse = report[report["variant"] == "sparse"]
         units = sparse[sparse["topk_unit"] != "none"].groupby("trace")["topk_unit"].first()
         masks = sparse[sparse["mask_scheme"] != "none"].groupby("trace")["mask_scheme"].first()
-        summ = summary(report)
-        # A WP trace has no dynamic mask, so its figures are the same whichever top-k unit the
-        # array carries: JP traces replayed with the threshold unit compare against it too.
-        wp = summ[summ["method"] == "wp"].set_index("model")
-        for _, r in summ.iterrows():
+        # JP traces replayed with the threshold unit compare against the WP trace too: a WP
+        # trace has no dynamic mask, so the summary pairs it across top-k units.
+        for _, r in summary(report).iterrows():
             t = r["trace"]
-            if r["method"] != "wp" and r["model"] in wp.index and pd.isna(r.get("speedup_vs_wp")):
-                w = wp.loc[r["model"]]
-                r["speedup_vs_wp"] = w["cycles"] / r["cycles"]
-                r["energy_ratio_vs_wp"] = w["energy_uj"] / r["energy_uj"]
             unit = f"{masks[t]} ({units[t]})" if t in units.index else "-"
             lines.append(
                 f"| {t.replace('.trace.safetensors', '')} | {arch} | {unit} | {r['cycles']:,.0f} | "

@@ -37,7 +37,7 @@ from accelsim.cli import main
 WORK = ("accelsim.cli_sim._simulate", "accelsim.traces.synthetic.synthetic_trace",
         "accelsim.models.record.record_checkpoint", "accelsim.models.train.train",
         "accelsim.models.recipes.get_recipe", "accelsim.models.checkpoint.load_checkpoint",
-        "accelsim.plots.plot_energy", "accelsim.plots.plot_cycles")
+        "accelsim.plots.plot_energy", "accelsim.plots.plot_cycles", "accelsim.plots.plot_layers")
 
 SWEEPS = ("winner-rates", "eps", "static-vs-dynamic")
 TRACE_OUT = "{tmp}/t.trace.safetensors"
@@ -62,7 +62,7 @@ def _output_cases():
         ("{tmp}/r.csv/", "names a directory"),
     ]:
         rows.append(_case("output", run + [out], phrase, out))
-    for kind in ("energy", "cycles"):
+    for kind in ("energy", "cycles", "layers"):
         for out, phrase in [
             ("{file}/f.png", "afile is not a directory"),
             ("{dirpng}", "is a directory, not a figure file"),
@@ -459,7 +459,7 @@ def test_weird_names_print_as_typed_in_run_and_trace_info(weird, tmp_path, capsy
     assert "\x1b" not in stdout
 
 
-@pytest.mark.parametrize("kind", ["energy", "cycles"])
+@pytest.mark.parametrize("kind", ["energy", "cycles", "layers"])
 def test_weird_names_plot_as_plain_text(weird, tmp_path, capsys, monkeypatch, kind):
     report = tmp_path / "r.csv"
     assert run_cli(capsys, ["run", "--trace", weird, "--out", report, "--quiet"])[0] == 0
@@ -473,7 +473,7 @@ def test_weird_names_plot_as_plain_text(weird, tmp_path, capsys, monkeypatch, ki
     code, _, err = run_cli(capsys, ["plot", kind, report, "-o", fig])
     assert code == 0 and err == f"figure written to {fig}\n"
     assert fig.read_bytes()[:4] == b"\x89PNG"
-    if kind == "cycles":  # each layer name is drawn literally ($ escaped for mathtext)
+    if kind == "layers":  # each layer name is drawn literally ($ escaped for mathtext)
         assert drawn == ["[/evil]", "\\$\\frac{\\$", "x\\ny\\x1b[2J\\t"]
 
 

@@ -147,7 +147,7 @@ def test_run_per_multiplier_scales_cycles_to_a_common_multiplier_count(tmp_path,
                        frames[("eie64", "--per-multiplier")]["cycles"])  # 64 PEs at 64
 
 
-def test_plot_cycles_draws_iso_cycles_of_a_per_multiplier_report(tmp_path, monkeypatch):
+def test_plot_layers_draws_iso_cycles_of_a_per_multiplier_report(tmp_path, monkeypatch):
     import pandas as pd
 
     import accelsim.plots as plots
@@ -165,7 +165,7 @@ def test_plot_cycles_draws_iso_cycles_of_a_per_multiplier_report(tmp_path, monke
         drawn["ylabel"] = ax.get_ylabel()
 
     monkeypatch.setattr(plots, "save_figure", keep)
-    plots.plot_cycles(per_multiplier(report, 64), tmp_path / "c.png")
+    plots.plot_layers(per_multiplier(report, 64), tmp_path / "c.png")
     assert drawn["heights"] == [100.0, 640.0] and drawn["ylabel"] == "cycles at 64 multipliers (log)"
-    plots.plot_cycles(report, tmp_path / "c.png")
+    plots.plot_layers(report, tmp_path / "c.png")
     assert drawn["heights"] == [10.0, 100.0] and drawn["ylabel"] == "cycles per inference (log)"

@@ -13,6 +13,8 @@ cycles = compute + exposed top-k + memory stalls, energy = sum of components = s
 count x pJ of the table, effective MACs <= dense MACs, and the summary's speed-up and energy
 ratios recomputed from the per-layer rows."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,7 +65,13 @@ def test_summary_ratios_recomputed_from_the_per_layer_rows(golden):
     per = g.groupby(["trace", "variant"])[["cycles", "energy_pj"]].sum()
     method = g.groupby("trace")["method"].first()
     model = g.groupby("trace")["model"].first()
-    run = g.groupby("trace")["arch_hash"].first()  # WP / dense ratios pair traces of one run
+    run = g.groupby("trace")["arch_hash"].first()
+    # a trace without dynamic masks (dense, WP) is also the reference of runs on the same hardware
+    # with another top-k unit: its configuration without the topk section, and the energy table
+    unmasked = g.groupby("trace")["mask_scheme"].apply(lambda s: (s == "none").all())
+    hardware = g.groupby("trace")["arch_config"].first().map(
+        lambda blob: json.dumps({k: v for k, v in json.loads(blob).items() if k != "topk"}))
+    energy = g.groupby("trace")["energy_hash"].first()
     summ = summary(g).set_index("trace")
     assert set(summ.index) == set(g["trace"])
     for trace, r in summ.iterrows():
@@ -72,8 +80,9 @@ def test_summary_ratios_recomputed_from_the_per_layer_rows(golden):
         assert r["speedup_vs_baseline"] == pytest.approx(d["cycles"] / s["cycles"])
         assert r["energy_ratio_vs_baseline"] == pytest.approx(d["energy_pj"] / s["energy_pj"])
         for ref_method, suffix in (("wp", "wp"), ("dense", "dense_network")):
-            refs = [t for t in method.index
-                    if method[t] == ref_method and model[t] == model[trace] and run[t] == run[trace]]
+            mine = [t for t in method.index if method[t] == ref_method and model[t] == model[trace]]
+            refs = [t for t in mine if run[t] == run[trace]] or [
+                t for t in mine if unmasked[t] and hardware[t] == hardware[trace] and energy[t] == energy[trace]]
             if method[trace] != ref_method and refs:
                 w = per.loc[(refs[0], "sparse")]
                 assert r[f"speedup_vs_{suffix}"] == pytest.approx(w["cycles"] / s["cycles"])
@@ -81,6 +90,10 @@ def test_summary_ratios_recomputed_from_the_per_layer_rows(golden):
             else:
                 column = f"speedup_vs_{suffix}"
                 assert column not in summ.columns or r[column] != r[column]
+    # the threshold-prediction traces ran with another top-k unit: WP and dense still pair
+    for model_name in ("mlp3", "lenet4"):
+        thr = summ.loc[f"{model_name}-jp-threshold.trace.safetensors"]
+        assert thr["speedup_vs_wp"] > 0 and thr["energy_ratio_vs_dense_network"] > 0
 
 
 def test_golden_comparison_catches_a_moved_cycle():

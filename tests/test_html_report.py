@@ -58,10 +58,11 @@ def test_page_is_self_contained_and_escapes_names(page):
     text = page.read_text(encoding="utf-8")
     assert "http:" not in text and "https:" not in text and "<link" not in text
     sources = re.findall(r'src="([^"]*)"', text)
-    assert len(sources) == 2 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<script" not in text  # the layer name is shown as text, never as markup
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&amp;" in text
-    for heading in ("Summary", "Cycle breakdown", "Energy by component", "Per-layer tables",
+    for heading in ("Summary", "Cycle breakdown", "Energy per inference by component",
+                    "Cycles per inference: where they go", "Cycles per layer", "Per-layer tables",
                     "Configuration it ran with", "What was not simulated"):
         assert heading in text
     assert "eie64" in text and "mlp3-jp.trace.safetensors" in text
@@ -146,4 +147,4 @@ def test_chromium_renders_the_page(page, tmp_path):
     dom = subprocess.run(base + ["--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
     assert dom.count("<table") >= 4 and "What was not simulated" in dom
-    assert dom.count('<img alt=') == 2 and "<script" not in dom
+    assert dom.count('<img alt=') == 3 and "<script" not in dom

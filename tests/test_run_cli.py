@@ -197,7 +197,7 @@ def test_bad_arch_and_energy_files(lenet_trace, tmp_path, capsys):
 def test_plot_commands(lenet_trace, tmp_path, capsys):
     report = tmp_path / "r.csv"
     assert run_cli(capsys, "run", "--trace", str(lenet_trace), "--out", str(report), "--quiet")[0] == 0
-    for kind in ("energy", "cycles"):
+    for kind in ("energy", "cycles", "layers"):
         fig = tmp_path / f"{kind}.png"
         assert run_cli(capsys, "plot", kind, str(report), "-o", str(fig))[0] == 0
         assert fig.read_bytes()[:4] == b"\x89PNG"
