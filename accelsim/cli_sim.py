@@ -175,7 +175,7 @@ def _simulated(row) -> bool:
 @click.option("--samples", type=click.IntRange(1, 4096), default=1, show_default=True,
               help="--topology: samples (inputs) per layer.")
 @click.option("--arch", "arch_spec", default="eie64", show_default=True,
-              help="Preset name (eie64, cnvlutin, systolic-os|ws|is) or an architecture TOML file.")
+              help="Preset name (eie64, cnvlutin, scnn, systolic-os|ws|is) or an architecture TOML file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override an architecture field, e.g. --set eie.fifo_depth=4.")
 @click.option("--energy", "energy_spec", default=None, help="Energy table TOML (default: the arch's table).")
@@ -277,11 +277,14 @@ def reference_traces() -> list[Path]:
     return found
 
 
+DEMO_ARCHS = ("eie64", "cnvlutin", "scnn")  # the arrays `accelsim demo` and docs/results.md show
+
+
 @click.command("demo")
 @click.option("--out-dir", default="accelsim-demo", show_default=True,
               help="Where the report and the figures go (created if missing).")
 def demo_cmd(out_dir):
-    """Replay the reference traces on eie64 and cnvlutin; print the comparison, write plots."""
+    """Replay the reference traces on eie64, cnvlutin and scnn; print the comparison, write plots."""
     import pandas as pd
 
     from accelsim.plots import FIGURE_FORMATS, FIGURES
@@ -296,7 +299,7 @@ def demo_cmd(out_dir):
     traces = [str(p) for p in reference_traces()]
     click.echo(f"reference traces: {', '.join(Path(t).name for t in traces)}")
     frames = []
-    for arch in ("eie64", "cnvlutin"):
+    for arch in DEMO_ARCHS:
         start = time.monotonic()
         # each trace with the top-k unit of the scheme that made its masks (else the preset's)
         preset = load_arch(arch).topk.scheme

@@ -36,6 +36,7 @@ EVENT_LABELS = {
     "fifo_push": "queue push",
     "fifo_pop": "queue pop",
     "nzd": "non-zero detect",
+    "acc_update": "accumulator update",
     "topk_compare": "top-k compares",
     "dram_byte": "DRAM",
     "pe_cycle": "clock / idle",

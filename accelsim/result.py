@@ -20,6 +20,7 @@ EVENTS = (
     "fifo_push",  # activation-queue pushes (one per PE per broadcast)
     "fifo_pop",  # activation-queue pops
     "nzd",  # activations examined by the non-zero detector
+    "acc_update",  # partial sums added into an accumulator bank (SCNN: products and halos)
     "topk_compare",  # comparisons in the top-k unit
     "dram_byte",  # bytes moved to/from DRAM
     "pe_cycle",  # clock/leakage: PEs (or lanes) x cycles, busy or idle

@@ -182,6 +182,8 @@ def simulate_layer(
         **topk,
         "time_us": total_cycles / samples / arch.arch.clock_mhz,
     }
+    for name in get_dataflow(arch.arch.dataflow).report_counters:
+        row[name] = result.counter(name) / samples
     for event in EVENTS:
         row[f"events_{event}"] = counts[event] / samples
     for event in EVENTS:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "tests" / "golden"
-GOLDEN_ARCHS = ("eie64", "cnvlutin")
+GOLDEN_ARCHS = ("eie64", "cnvlutin", "scnn")
 
 
 def current_report(arch_spec: str, overrides: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:

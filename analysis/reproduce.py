@@ -144,7 +144,7 @@ def report(runs: Path, plan, data_dir: str | None, with_validation: bool = False
 
 
 def hardware_report() -> str:
-    """The reference traces on both presets, each with the top-k unit of the scheme that made
+    """The reference traces on the demo's presets, each with the top-k unit of the scheme that made
     its masks (exact top-k: bitonic; threshold prediction: threshold): summary per trace."""
     import pandas as pd
 
@@ -155,7 +155,9 @@ def hardware_report() -> str:
              "speedup vs baseline | energy vs baseline | speedup vs WP | energy vs WP |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     fmt = lambda v: "" if v is None or pd.isna(v) else f"{v:.2f}x"  # noqa: E731
-    for arch in ("eie64", "cnvlutin"):
+    from accelsim.cli_sim import DEMO_ARCHS
+
+    for arch in DEMO_ARCHS:
         report = current_report(arch)
         sparse = report[report["variant"] == "sparse"]
         units = sparse[sparse["topk_unit"] != "none"].groupby("trace")["topk_unit"].first()

@@ -25,7 +25,8 @@ def error_of(spec, overrides=()):
 
 
 def test_presets_load_with_documented_values():
-    assert preset_names() == ["cnvlutin", "eie64", "systolic-is", "systolic-os", "systolic-ws"]
+    assert preset_names() == ["cnvlutin", "eie64", "scnn", "systolic-is", "systolic-os",
+                              "systolic-ws"]
     eie = load_arch("eie64")
     assert (eie.arch.name, eie.arch.dataflow, eie.arch.clock_mhz) == ("eie64", "eie", 800.0)
     assert (eie.eie.num_pes, eie.eie.fifo_depth, eie.eie.index_bits) == (64, 8, 4)
@@ -35,6 +36,10 @@ def test_presets_load_with_documented_values():
     assert (cnv.sparsity.activations, cnv.sparsity.weights) == ("skip", "none")
     assert (cnv.cnvlutin.units, cnv.cnvlutin.lanes, cnv.cnvlutin.brick_size) == (16, 16, 16)
     assert cnv.cnvlutin.pack_taps is False  # DaDianNao / Cnvlutin: a brick group never mixes taps
+    scnn = load_arch("scnn")
+    assert (scnn.sparsity.activations, scnn.sparsity.weights) == ("skip", "skip")
+    assert (scnn.scnn.pe_rows, scnn.scnn.pe_cols, scnn.scnn.weight_vector, scnn.scnn.act_vector,
+            scnn.scnn.banks, scnn.scnn.bank_entries, scnn.scnn.kc) == (8, 8, 4, 4, 32, 32, 0)
 
 
 def test_every_section_optional_and_name_from_file(tmp_path):
@@ -78,7 +83,7 @@ def test_unknown_section_and_top_level_key(tmp_path):
         ("[eie]\nindex_bits = 0\n", "eie.index_bits must be >= 1 and <= 32, got 0"),
         ("[eie]\nempty_slice_cycles = -1\n", "eie.empty_slice_cycles must be >= 0 and <= 1024, got -1"),
         ("[arch]\nclock_mhz = 0\n", "arch.clock_mhz must be > 0 and <= 100000, got 0.0"),
-        ('[arch]\ndataflow = "scnn"\n', "arch.dataflow must be one of 'cnvlutin', 'eie', 'systolic', got 'scnn'"),
+        ('[arch]\ndataflow = "tpu"\n', "arch.dataflow must be one of 'cnvlutin', 'eie', 'scnn', 'systolic', got 'tpu'"),
         ('[sparsity]\nactivations = "skp"\n', "sparsity.activations must be one of"),
         ('[topk]\nscheme = "heap"\n', "topk.scheme must be one of"),
         ("[topk]\nradix_bits = 9\nvalue_bits = 8\n", "topk.radix_bits must be <= topk.value_bits"),
@@ -192,7 +197,7 @@ def test_override_applies_before_validation(tmp_path):
 def test_to_dict_round_trip_and_with_sparsity(tmp_path):
     cfg = load_arch("eie64")
     d = cfg.to_dict()
-    assert set(d) == {"arch", "eie", "cnvlutin", "systolic", "sparsity", "topk", "memory", "energy"}
+    assert set(d) == {"arch", "eie", "cnvlutin", "scnn", "systolic", "sparsity", "topk", "memory", "energy"}
     # writing the dict back as TOML gives the same configuration
     lines = []
     for section, table in d.items():

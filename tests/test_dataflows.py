@@ -37,8 +37,8 @@ def test_engine_never_names_a_dataflow():
 
 
 def test_unknown_dataflow_is_one_line():
-    with pytest.raises(AccelsimError, match="unknown dataflow 'scnn' \\(known: cnvlutin, eie"):
-        dataflows.get("scnn")
+    with pytest.raises(AccelsimError, match="unknown dataflow 'tpu' \\(known: cnvlutin, eie"):
+        dataflows.get("tpu")
 
 
 def _layer(kind: str) -> LayerRecord:
@@ -48,9 +48,9 @@ def _layer(kind: str) -> LayerRecord:
                        bias=None, inputs=SparseBatch.from_dense(x), outputs=None)
 
 
-@pytest.mark.parametrize("name", ["eie", "cnvlutin"])
+@pytest.mark.parametrize("name", ["eie", "cnvlutin", "scnn"])
 def test_a_dataflow_refuses_layer_kinds_it_does_not_run(name):
-    arch = load_arch(name if name == "cnvlutin" else "eie64")
+    arch = load_arch(name if name != "eie" else "eie64")
     flow = dataflows.get(name)
     with pytest.raises(AccelsimError, match=f"layer 'att': the {name} dataflow runs linear, conv2d "
                                             "layers, not 'attention'"):
@@ -61,6 +61,7 @@ def test_a_dataflow_refuses_layer_kinds_it_does_not_run(name):
 def test_multipliers_are_peak_macs_per_cycle():
     assert dataflows.get("eie").multipliers(load_arch("eie64").eie) == 64
     assert dataflows.get("cnvlutin").multipliers(load_arch("cnvlutin").cnvlutin) == 16 * 16 * 16
+    assert dataflows.get("scnn").multipliers(load_arch("scnn").scnn) == 8 * 8 * 4 * 4
 
 
 def _random_layer(rng, kind, samples=2):
@@ -84,7 +85,7 @@ def _random_layer(rng, kind, samples=2):
                        inputs=SparseBatch.from_dense(x.astype(np.float32)), outputs=None)
 
 
-@pytest.mark.parametrize("preset", ["eie64", "cnvlutin"])
+@pytest.mark.parametrize("preset", ["eie64", "cnvlutin", "scnn"])
 def test_utilisation_never_exceeds_one_and_pe_cycles_add_up(preset):
     """utilisation = effective MACs / (peak MACs per cycle x cycles) <= 1 on every array, in every
     mode, at every size; busy + starve + tail + empty PE-cycles = units x compute cycles."""
@@ -97,8 +98,10 @@ def test_utilisation_never_exceeds_one_and_pe_cycles_add_up(preset):
     base = load_arch(preset)
     small = {"eie64": ["eie.num_pes=3", "eie.fifo_depth=2"],
              "cnvlutin": ["cnvlutin.units=2", "cnvlutin.lanes=3", "cnvlutin.filters_per_unit=2",
-                          "cnvlutin.brick_size=2"]}[preset]
-    weight_modes = ("skip", "gate", "none") if preset == "eie64" else ("gate", "none")
+                          "cnvlutin.brick_size=2"],
+             "scnn": ["scnn.pe_rows=2", "scnn.pe_cols=3", "scnn.weight_vector=3",
+                      "scnn.act_vector=2", "scnn.banks=3"]}[preset]
+    weight_modes = ("gate", "none") if preset == "cnvlutin" else ("skip", "gate", "none")
     for arch in (base, load_arch(preset, small)):
         for i in range(8):
             layer = _random_layer(rng, "linear" if i % 2 else "conv2d")

@@ -1,4 +1,4 @@
-"""`accelsim demo` on the shipped reference traces: both arrays, the comparison, the plots."""
+"""`accelsim demo` on the shipped reference traces: every demo array, the comparison, the plots."""
 
 import pandas as pd
 import pytest
@@ -14,8 +14,8 @@ def test_demo_writes_report_and_figures(tmp_path, capsys):
     out = captured.out
     assert "vs baseline" in out and "vs dense net" in out and "vs WP" in out
     report = pd.read_csv(tmp_path / "report.csv")
-    assert set(report["arch"]) == {"eie64", "cnvlutin", "eie64[topk.scheme=threshold]",
-                                   "cnvlutin[topk.scheme=threshold]"}
+    assert set(report["arch"]) == {"eie64", "cnvlutin", "scnn", "eie64[topk.scheme=threshold]",
+                                   "cnvlutin[topk.scheme=threshold]", "scnn[topk.scheme=threshold]"}
     # each JP trace is replayed with the top-k unit of the scheme that made its masks
     masked = report[report["topk_unit"] != "none"]
     units = dict(zip(masked["mask_scheme"], masked["topk_unit"]))

@@ -38,6 +38,9 @@ class Dataflow:
     # (layer, arch, cycles per sample) -> accelsim.memory.MemoryTraffic, for an array that models
     # its own buffers and DRAM traffic; None: the generic per-unit model of accelsim.memory
     memory: Callable[..., Any] | None = None
+    # counters of the kernel's result shown as report columns of their own (per inference), for
+    # what only this array has (e.g. SCNN's multiplier fragmentation)
+    report_counters: tuple[str, ...] = ()
 
     def section_of(self, arch):
         """This dataflow's section of an ArchConfig."""
