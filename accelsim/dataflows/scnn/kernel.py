@@ -10,11 +10,12 @@ After "SCNN: An Accelerator for Compressed-sparse Convolutional Neural Networks"
   group's time).
 - Per output-channel group, each PE walks the input channels of the conv group; for channel c it
   holds a vector of up to I activations of its tile (input stationary; row-major order) while the
-  vectors of up to F weights of channel c for the group's Kc filters stream past ((k, ky, kx)
-  order). Each step forms the Cartesian product of the two vectors (F x I multipliers).
+  vectors of up to F weights of channel c for the group's Kc filters stream past ((ky, kx, k)
+  order, k fastest). Each step forms the Cartesian product of the two vectors (F x I
+  multipliers).
 - A product lands on output (k, oy, ox) when (iy + py - ky dy) / sy and (ix + px - kx dx) / sx
   are whole and inside the output; others are discarded (stride, edges). A landing product goes
-  through the crossbar to accumulator bank ((k OH + oy) OW + ox) mod A; a bank takes one product
+  through the crossbar to accumulator bank (k + F (ox + I oy)) mod A; a bank takes one product
   a cycle and the PE issues its next step when every bank has taken the last one: a step takes
   max(1, most products sent to one bank) cycles.
 - "skip" drops zero operands from the vectors (compressed storage); "gate" and "none" keep them
@@ -134,20 +135,24 @@ def check_config(pe_rows, pe_cols, weight_vector, act_vector, banks, bank_entrie
 
 
 def weight_lists(layer: LayerRecord, plan: Plan, weight_mode: str):
-    """The weight vectors' source: entries of each (conv group, input channel) in (k, ky, kx)
-    order (zeros dropped under skip), and offsets[g, c, q] where group q's entries start."""
+    """The weight vectors' source: per (conv group, input channel, output-channel group) the
+    entries in (ky, kx, k) order, k fastest (zeros dropped under skip), and offsets[g, c, q]
+    where each list starts (offsets[g, c, q + 1] where it ends)."""
     cs = plan.cs
+    nq, kc, taps = plan.channel_groups, plan.kc, cs.KH * cs.KW
     w = np.ascontiguousarray(layer.weight, dtype=np.float32).reshape(
-        cs.groups, cs.mg, cs.cg, cs.KH, cs.KW).transpose(0, 2, 1, 3, 4)
+        cs.groups, cs.mg, cs.cg, cs.KH, cs.KW)
     keep = w != 0 if weight_mode == "skip" else np.ones(w.shape, bool)
-    g, c, k, ky, kx = np.nonzero(keep)
-    nq = plan.channel_groups
-    key = (g * cs.cg + c) * cs.mg + k
-    starts = (np.arange(cs.groups * cs.cg)[:, None] * cs.mg
-              + np.minimum(np.arange(nq + 1) * plan.kc, cs.mg)[None, :])
-    offsets = np.searchsorted(key, starts.ravel()).reshape(cs.groups, cs.cg, nq + 1)
+    g, k, c, ky, kx = np.nonzero(keep)
+    q = k // kc
+    key = (((g * cs.cg + c) * nq + q) * taps + ky * cs.KW + kx) * kc + (k - q * kc)
+    order = np.argsort(key, kind="stable")
+    starts = np.arange(cs.groups * cs.cg * nq + 1) * taps * kc
+    offsets = np.searchsorted(key[order], starts)
+    index = np.stack([a[order] for a in (g, k, c, ky, kx)])
+    g, k, c, ky, kx = index
     return ((g * cs.mg + k).astype(np.int64), ky.astype(np.int64), kx.astype(np.int64),
-            w[keep].astype(np.float32), offsets.astype(np.int64))
+            w[g, k, c, ky, kx].astype(np.float32), offsets.astype(np.int64))
 
 
 def simulate_scnn(
@@ -179,8 +184,12 @@ def simulate_scnn(
     nq = plan.channel_groups
     geo = np.array([cs.C, cs.H, cs.W, cs.M, cs.OH, cs.OW, cs.sy, cs.sx, cs.py, cs.px, cs.groups],
                    np.int64)
+    # Both lists keep their zeros (modes "none") and no outputs are wanted: every input channel
+    # takes the same steps (all tile positions x all of the group's weight slots), so the
+    # kernel walks one channel per PE and counts it for all.
+    same = int(act_mode == "none" and weight_mode == "none" and s_out == 0)
     cfg = np.array([pe_rows, pe_cols, weight_vector, act_vector, banks, plan.kc, nq,
-                    MODES.index(act_mode), MODES.index(weight_mode)], np.int64)
+                    MODES.index(act_mode), MODES.index(weight_mode), same], np.int64)
     # Activations processed whatever their values (act "none") and no outputs wanted: every
     # sample takes the same steps, so one sample is simulated and its figures repeated.
     distinct = 1 if act_mode == "none" and s_out == 0 else s_total
@@ -245,8 +254,8 @@ def _scnn_kernel(x, s_base, geo, cfg, tile_rows, tile_cols, wk, wy, wx, wv, woff
     offsets times the dilation."""
     C, H, W, M, OH, OW, sy, sx, py, px, groups = (
         geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7], geo[8], geo[9], geo[10])
-    PR, PC, F, I, A, KC, NQ, amode, wmode = (cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5],
-                                             cfg[6], cfg[7], cfg[8])
+    PR, PC, F, I, A, KC, NQ, amode, wmode, same = (cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5],
+                                                   cfg[6], cfg[7], cfg[8], cfg[9])
     cg = C // groups
     amask = A - 1 if A & (A - 1) == 0 else -1  # a power-of-two bank count: mask, not modulo
     th = tile_rows[0, 1] - tile_rows[0, 0]
@@ -272,15 +281,21 @@ def _scnn_kernel(x, s_base, geo, cfg, tile_rows, tile_cols, wk, wy, wx, wv, woff
         pop = 0
         aread = 0
         step_id = 0
-        plane = OH * OW
         for p in range(PR * PC):
             y0, y1 = tile_rows[p // PC, 0], tile_rows[p // PC, 1]
             x0, x1 = tile_cols[p % PC, 0], tile_cols[p % PC, 1]
             t = 0
-            for c in range(cg):
+            conflict_p = 0
+            frag_p = 0
+            discard_p = 0
+            mac_p = 0
+            land_p = 0
+            pop_p = 0
+            aread_p = 0
+            for c in range(1 if same else cg):
                 ch = g * cg + c
-                w0 = woff[g, c, q]
-                w1 = woff[g, c, q + 1]
+                w0 = woff[(g * cg + c) * NQ + q]
+                w1 = woff[(g * cg + c) * NQ + q + 1]
                 if w1 == w0:
                     continue
                 na = 0
@@ -295,7 +310,7 @@ def _scnn_kernel(x, s_base, geo, cfg, tile_rows, tile_cols, wk, wy, wx, wv, woff
                         na += 1
                 if na == 0:
                     continue
-                aread += na
+                aread_p += na
                 for a0 in range(0, na, I):
                     a1 = min(a0 + I, na)
                     for v0 in range(w0, w1, F):
@@ -305,28 +320,28 @@ def _scnn_kernel(x, s_base, geo, cfg, tile_rows, tile_cols, wk, wy, wx, wv, woff
                             for j in range(v0, v1):
                                 if not ((amode == 1 and av[i] == 0.0)
                                         or (wmode == 1 and wv[j] == 0.0)):
-                                    mac += 1
+                                    mac_p += 1
                                 ny = ay[i] - wy[j]
                                 nx = ax[i] - wx[j]
                                 if ny < 0 or nx < 0:
-                                    discard += 1
+                                    discard_p += 1
                                     continue
                                 if sy != 1:
                                     if ny % sy != 0:
-                                        discard += 1
+                                        discard_p += 1
                                         continue
                                     ny //= sy
                                 if sx != 1:
                                     if nx % sx != 0:
-                                        discard += 1
+                                        discard_p += 1
                                         continue
                                     nx //= sx
                                 if ny >= OH or nx >= OW:
-                                    discard += 1
+                                    discard_p += 1
                                     continue
-                                land += 1
+                                land_p += 1
                                 m = wk[j]
-                                addr = m * plane + ny * OW + nx
+                                addr = m + F * (nx + I * ny)
                                 b = addr & amask if amask >= 0 else addr % A
                                 if stamp[b] != step_id:
                                     stamp[b] = step_id
@@ -339,10 +354,19 @@ def _scnn_kernel(x, s_base, geo, cfg, tile_rows, tile_cols, wk, wy, wx, wv, woff
                         step_id += 1
                         step = max(1, most)
                         t += step
-                        conflict += step - 1
-                        frag += F * I - (a1 - a0) * (v1 - v0)
-                        pop += v1 - v0
-            pe_time[p] = t
+                        conflict_p += step - 1
+                        frag_p += F * I - (a1 - a0) * (v1 - v0)
+                        pop_p += v1 - v0
+            # every channel takes the same steps when no zero is dropped: one counted, cg times
+            reps = cg if same else 1
+            pe_time[p] = t * reps
+            conflict += conflict_p * reps
+            frag += frag_p * reps
+            discard += discard_p * reps
+            mac += mac_p * reps
+            land += land_p * reps
+            pop += pop_p * reps
+            aread += aread_p * reps
         longest = pe_time.max()
         busy = 0
         tail = 0

@@ -3,7 +3,8 @@
 Explicit state, no shortcuts, nothing shared with the fast path (its own geometry, tiling,
 accumulator sizing and checks). Per output-channel group every PE gets a queue of steps (an
 activation vector and a weight vector); each cycle a PE with no products waiting issues its next
-step (F x I multiplies), sends the landing products into per-bank queues, and every bank takes
+step (F x I multiplies), sends the landing products into per-bank queues (bank
+(k + F (ox + I oy)) mod A), and every bank takes
 one product and adds it into the partial sum; the group ends when no PE has work left. Works
 from dense arrays. Only for small layers (tests).
 """
@@ -124,8 +125,8 @@ def simulate_scnn_reference(
                     queues[(r, c)] = deque()
                     tiled = bool(row_tiles[r]) and bool(col_tiles[c])
                     for ch in range(cg):
-                        weights = [(m, ky, kx, wt[m, ch, ky, kx]) for m in ks
-                                   for ky in range(d["kh"]) for kx in range(d["kw"])
+                        weights = [(m, ky, kx, wt[m, ch, ky, kx])
+                                   for ky in range(d["kh"]) for kx in range(d["kw"]) for m in ks
                                    if weight_mode != "skip" or wt[m, ch, ky, kx] != 0]
                         if r == 0 and c == 0:
                             st["wread"] += len(weights)  # read once, broadcast to the PEs
@@ -141,7 +142,7 @@ def simulate_scnn_reference(
                             for w0 in range(0, len(weights), f_len):
                                 queues[(r, c)].append((acts[a0:a0 + i_len],
                                                        weights[w0:w0 + f_len]))
-                _run_group(queues, row_tiles, col_tiles, d, banks, f_len * i_len, act_mode,
+                _run_group(queues, row_tiles, col_tiles, d, banks, f_len, i_len, act_mode,
                            weight_mode, st, outputs[s] if s < s_out else None)
         cycles_per_sample[s] = st["cycles"]
         for key in _NAMES:
@@ -181,7 +182,8 @@ def simulate_scnn_reference(
                           outputs=out)
 
 
-def _run_group(queues, row_tiles, col_tiles, d, banks, slots, act_mode, weight_mode, st, out):
+def _run_group(queues, row_tiles, col_tiles, d, banks, f_len, i_len, act_mode, weight_mode, st,
+               out):
     """One output-channel group, cycle by cycle, until every PE has issued every step and every
     bank has taken every product (the barrier)."""
     waiting = {pe: [deque() for _ in range(banks)] for pe in queues}
@@ -196,7 +198,7 @@ def _run_group(queues, row_tiles, col_tiles, d, banks, slots, act_mode, weight_m
                 acts, weights = steps.popleft()
                 st["busy"] += 1
                 st["pop"] += len(weights)
-                st["frag"] += slots - len(acts) * len(weights)
+                st["frag"] += f_len * i_len - len(acts) * len(weights)
                 for iy, ix, a in acts:
                     for m, ky, kx, w in weights:
                         gated = (act_mode == "gate" and a == 0) or (weight_mode == "gate" and w == 0)
@@ -207,7 +209,7 @@ def _run_group(queues, row_tiles, col_tiles, d, banks, slots, act_mode, weight_m
                             st["discard"] += 1
                             continue
                         st["land"] += 1
-                        bank_q[(m * d["oh"] * d["ow"] + oy * d["ow"] + ox) % banks].append(
+                        bank_q[(m + f_len * (ox + i_len * oy)) % banks].append(
                             (m, oy, ox, float(a) * float(w)))
             elif row_tiles[pe[0]] and col_tiles[pe[1]]:
                 st["tail"] += 1  # done, waiting at the barrier for the slowest PE
