@@ -10,6 +10,7 @@ the script prints both ratios per network, and the speed-up over an ideal dense 
 same multipliers (dense MACs / 1,024 cycles, every multiplier busy every cycle).
 
     python -m accelsim.analysis.scnn_paper [--networks alexnet,googlenet,vgg16] [--layers N]
+        [--csv rows.csv]; --from-csv rows.csv prints the table again without simulating
 
 Densities (docs/results.md says where each comes from):
 - weights: AlexNet and VGG-16 per layer as pruned in "Learning both Weights and Connections for
@@ -62,10 +63,12 @@ def vgg16() -> list[tuple[LayerGeometry, float]]:
 
 
 def googlenet() -> list[tuple[LayerGeometry, float]]:
-    """GoogLeNet's conv layers from SCALE-Sim's topology file (its padded input sizes)."""
+    """GoogLeNet's conv layers from SCALE-Sim's topology file (its padded input sizes; the
+    file's last row, the classifier FC6, is left out as in the other two)."""
     from accelsim.topology import read_topology
 
-    return [(t.geometry, GOOGLENET_WEIGHT_DENSITY) for t in read_topology(GOOGLENET_TOPOLOGY)]
+    return [(t.geometry, GOOGLENET_WEIGHT_DENSITY) for t in read_topology(GOOGLENET_TOPOLOGY)
+            if not t.geometry.name.upper().startswith("FC")]
 
 
 NETWORKS = {"alexnet": alexnet, "googlenet": googlenet, "vgg16": vgg16}
@@ -104,21 +107,27 @@ def compare(network: str, layers: int | None = None, seed: int = 0, arch_spec: s
 
 
 def table(rows) -> str:
-    """Markdown: per network, cycles and energy of both, the two ratios, the paper's."""
+    """Markdown: per network, cycles of both, the speed-up and energy ratio over the baseline and
+    the speed-up over an ideal dense array; then all layers pooled and the mean of the networks
+    (the paper's figures are means over its networks)."""
     import pandas as pd
 
     frame = pd.DataFrame(rows)
     lines = ["| network | conv layers | scnn cycles | baseline cycles | speed-up | energy ratio | "
              "speed-up vs ideal dense | paper (speed-up, energy) |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]
-    groups = list(frame.groupby("network", sort=False)) + [("all three", frame)]
-    for name, g in groups:
+    ratios = []
+    for name, g in list(frame.groupby("network", sort=False)) + [("all layers pooled", frame)]:
         s, b = g["sparse_cycles"].sum(), g["baseline_cycles"].sum()
-        e = g["baseline_energy_pj"].sum() / g["sparse_energy_pj"].sum()
-        ideal = g["ideal_dense_cycles"].sum() / s
-        paper = f"{PAPER['speedup']}x, {PAPER['energy']}x (mean)" if name == "all three" else ""
-        lines.append(f"| {name} | {len(g)} | {s:,.0f} | {b:,.0f} | {b / s:.2f}x | {e:.2f}x | "
-                     f"{ideal:.2f}x | {paper} |")
+        r = (b / s, g["baseline_energy_pj"].sum() / g["sparse_energy_pj"].sum(),
+             g["ideal_dense_cycles"].sum() / s)
+        if name != "all layers pooled":
+            ratios.append(r)
+        lines.append(f"| {name} | {len(g)} | {s:,.0f} | {b:,.0f} | {r[0]:.2f}x | {r[1]:.2f}x | "
+                     f"{r[2]:.2f}x | |")
+    mean = [sum(r[i] for r in ratios) / len(ratios) for i in range(3)]
+    lines.append(f"| mean of the networks | | | | {mean[0]:.2f}x | {mean[1]:.2f}x | {mean[2]:.2f}x | "
+                 f"{PAPER['speedup']}x, {PAPER['energy']}x |")
     return "\n".join(lines)
 
 
@@ -128,7 +137,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated: " + ", ".join(NETWORKS))
     parser.add_argument("--layers", type=int, default=None, help="first N conv layers of each")
     parser.add_argument("--csv", default=None, help="also write the per-layer rows here")
+    parser.add_argument("--from-csv", default=None,
+                        help="print the table of per-layer rows written earlier with --csv")
     args = parser.parse_args(argv)
+    if args.from_csv:
+        import pandas as pd
+
+        need = {"network", "sparse_cycles", "baseline_cycles", "sparse_energy_pj",
+                "baseline_energy_pj", "ideal_dense_cycles"}
+        try:
+            frame = pd.read_csv(args.from_csv)
+        except (OSError, ValueError) as exc:
+            print(f"error: {args.from_csv}: {exc}", file=sys.stderr)
+            return 2
+        if not need <= set(frame.columns):
+            print(f"error: {args.from_csv}: not rows of this script (--csv)", file=sys.stderr)
+            return 2
+        print(table(frame.to_dict("records")))
+        return 0
     names = [n.strip() for n in args.networks.split(",") if n.strip()]
     unknown = [n for n in names if n not in NETWORKS]
     if unknown or (args.layers is not None and args.layers < 1):
