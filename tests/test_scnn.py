@@ -5,6 +5,8 @@ Every conv here is non-square (H != W, kernel h != w, stride and padding differ 
 kernel or reference that swapped y and x would fail.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -257,3 +259,21 @@ def test_registry_entry():
     sec = DATAFLOW.section()
     assert (sec.pe_rows, sec.pe_cols, sec.weight_vector, sec.act_vector, sec.banks) == (8, 8, 4, 4, 32)
     assert DATAFLOW.multipliers(sec) == 1024
+
+
+def test_run_refuses_a_grid_that_does_not_tile_the_layer(tmp_path, capsys):
+    """`accelsim run` on a layer whose tiles overflow the accumulator: one line, exit 2, no
+    report written."""
+    from accelsim.cli import main
+
+    out = tmp_path / "r.csv"
+    trace = Path(__file__).resolve().parents[1] / "traces/reference/lenet4-jp.trace.safetensors"
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--trace", str(trace), "--arch", "scnn",
+              "--set", "scnn.bank_entries=1", "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and not out.exists()
+    assert err.startswith("error: layer 'conv1': the 8x8 PE grid gives 4x4 input tiles")
+    assert err.endswith("use a larger grid (scnn.pe_rows, scnn.pe_cols) or more entries "
+                        "(scnn.bank_entries)")
