@@ -349,6 +349,12 @@ class JointPruning(Method):
             if self.p.scale_dropout and name in ctx.dropouts:
                 d = ctx.dropouts[name]
                 d.p = P.jp_dropout(d.p, rate)
+        for name, theta in self.p.thresholds.items():
+            if name not in masks:
+                raise ValueError(f"no activation mask in front of {name!r} (have {sorted(masks)})")
+            if name in self.p.winner_rates:
+                raise ValueError(f"{name!r} has both a winner rate and a static threshold")
+            configure_mask(masks[name], "static-threshold", 1.0, theta, None)
 
     def on_epoch_start(self, ctx):
         if self.sched:

@@ -37,9 +37,12 @@ class PruneParams:
 @dataclass(frozen=True)
 class JPParams:
     """JPnet: L1 on weights (alpha), top-k activation masks (winner rate per masked layer),
-    warm-up with the original optimizer at warmup_lr_scale x lr, then Adadelta."""
+    warm-up with the original optimizer at warmup_lr_scale x lr, then Adadelta. `thresholds`
+    puts a static |a| > theta mask in front of the layers it names instead (the image in front
+    of MLP-3's fc1, where top-k would break the ties of saturated pixels by position)."""
 
     winner_rates: dict = field(default_factory=dict)
+    thresholds: dict = field(default_factory=dict)
     mask_scheme: str = "topk"  # or "threshold-prediction" (Eq. 11, needs eps)
     eps: float | None = None
     l1_alpha: float = 1e-5
@@ -353,3 +356,39 @@ def user_recipe(label: str, method: str, layers, masks, dataset: str = "mnist", 
     if name == "quick":
         return _quick(r)
     raise AccelsimError(f"--recipe {name!r}: a model outside the zoo has recipes default, quick")
+
+
+# ---- MLP-3: JP against WP at several operating points ---------------------------------------------
+# fc1 carries 88% of MLP-3's MACs. Each point varies what reaches fc1 (its weight density and, for
+# JP, a static threshold on the image pixels it reads); fc2/fc3 keep each method's table values
+# (WP: Han's 9%/26%; JP: the paper's 10%/20% with winner rates fc2 0.15, fc3 0.25 as the JP row
+# of docs/results.md). `python -m accelsim.analysis.tradeoff` trains and plots them.
+MLP3_JP_RATES = {"fc2": 0.15, "fc3": 0.25}
+# label: (method, fc1 weight density, fc1 input threshold or None)
+MLP3_TRADEOFF = {
+    "wp-fc1-04": ("wp", 0.04, None),
+    "wp-fc1-06": ("wp", 0.06, None),
+    "wp-fc1-08": ("wp", 0.08, None),
+    "wp-fc1-12": ("wp", 0.12, None),
+    "jp-fc1-05": ("jp", 0.05, None),
+    "jp-fc1-10": ("jp", 0.10, None),
+    "jp-fc1-06-in50": ("jp", 0.06, 0.5),
+    "jp-fc1-10-in50": ("jp", 0.10, 0.5),
+}
+
+
+def mlp3_tradeoff_recipe(label: str) -> Recipe:
+    """The recipe of one MLP-3 trade-off point (MLP3_TRADEOFF), derived from the paper recipe."""
+    if label not in MLP3_TRADEOFF:
+        raise AccelsimError(f"unknown trade-off point {label!r} (choose from "
+                            f"{', '.join(MLP3_TRADEOFF)})")
+    method, fc1, threshold = MLP3_TRADEOFF[label]
+    r = get_recipe("mlp3", method)
+    dens = {**r.prune.weight_density, "fc1": fc1}
+    if method == "jp":
+        dens = {"fc1": fc1, "fc2": 0.10, "fc3": 0.20}
+        thr = {} if threshold is None else {"fc1": threshold}
+        r = replace(r, jp=replace(r.jp, winner_rates=dict(MLP3_JP_RATES), thresholds=thr),
+                    model_kwargs={**r.model_kwargs, **({"input_mask": True} if thr else {})})
+    return replace(r, name=label, prune=replace(r.prune, weight_density=dens),
+                   target="MLP-3 trade-off point: JP's MAC % at most half of WP's")

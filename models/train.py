@@ -233,7 +233,21 @@ def _start_model(label, rec, seed, from_dir, build, echo):
         if base_info["model"] != label:
             raise AccelsimError(f"--from {from_dir}: checkpoint is a {base_info['model']} model, "
                                 f"not {label}")
-        return model, dict(base_info["model_kwargs"]), base_info
+        kwargs = {**base_info["model_kwargs"], **rec.model_kwargs}
+        if kwargs != base_info["model_kwargs"]:
+            # The recipe's model options win (e.g. MLP-3's input mask); the weights must fit.
+            old, model = model, build(dict(kwargs))
+            state = old.state_dict()
+            M.register_masks_from_state(model, state)
+            try:
+                model.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                raise AccelsimError(f"--from {from_dir}: the recipe's model options "
+                                    f"{rec.model_kwargs} do not fit the checkpoint's weights "
+                                    f"({str(exc).splitlines()[0]})") from None
+            M.apply_activation_config(model, M.activation_config(old))
+            M.apply_dropout_config(model, M.dropout_config(old))
+        return model, kwargs, base_info
     if rec.needs_from:
         echo and echo(f"note: the papers start {rec.method} from a dense checkpoint (--from)")
     torch.manual_seed(seed)

@@ -107,6 +107,22 @@ def test_jp_topk_masks_losers_gradient_in_real_model():
     assert torch.all(model.fc1.weight.grad[~win] == 0)  # nor flows back to the loser's unit
 
 
+def test_jp_static_input_threshold_beside_topk_masks():
+    from dataclasses import replace
+
+    model = zoo.build("mlp3", input_mask=True)
+    rec = get_recipe("mlp3", "jp")
+    rec = replace(rec, jp=replace(rec.jp, thresholds={"fc1": 0.5}))
+    M.make_method(rec).setup(_ctx(model, "mlp3", rec))
+    masks = zoo.activation_masks(model)
+    assert masks["fc1"].mask_params() == {"scheme": "static-threshold", "winner_rate": 1.0,
+                                          "threshold": 0.5, "eps": None}
+    assert masks["fc2"].scheme == "topk"
+    clash = replace(rec, jp=replace(rec.jp, thresholds={"fc2": 0.5}))
+    with pytest.raises(ValueError, match="both a winner rate and a static threshold"):
+        M.make_method(clash).setup(_ctx(zoo.build("mlp3"), "mlp3", clash))
+
+
 def test_static_threshold_configures_every_mask():
     model = zoo.build("lenet4")
     rec = get_recipe("lenet4", "static-threshold")

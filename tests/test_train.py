@@ -99,6 +99,26 @@ def test_jp_reaches_targets_and_records_a_trace(mnist, dense_ckpt, tmp_path):
         record_checkpoint(tmp_path / "jp", 5, tmp_path / "jp2.trace.safetensors")
 
 
+def test_jp_adds_mlp3_input_threshold_to_a_dense_checkpoint(mnist, dense_ckpt, tmp_path):
+    from accelsim.models.recipes import mlp3_tradeoff_recipe
+    from accelsim.models.record import record_checkpoint
+    from accelsim.traces.reader import open_trace
+
+    rec = mlp3_tradeoff_recipe("jp-fc1-06-in50")
+    quick = replace(get_recipe("mlp3", "jp", "quick"), jp=rec.jp, prune=replace(
+        rec.prune, prune_epochs=(1, 2)), model_kwargs=rec.model_kwargs)
+    info = train("mlp3", "jp", tmp_path / "jp", recipe=quick, from_checkpoint=dense_ckpt[0],
+                 train_set=mnist[0], test_set=mnist[1], progress=False)
+    assert info["model_kwargs"] == {"input_mask": True}
+    assert _density(info) == {"fc1": 0.06, "fc2": 0.1, "fc3": 0.2}
+    assert info["activation_masks"]["fc1"]["threshold"] == 0.5
+    record_checkpoint(tmp_path / "jp", 10, tmp_path / "t.trace.safetensors", command=["test"])
+    fc1 = open_trace(tmp_path / "t.trace.safetensors").layer("fc1")
+    assert fc1.mask_params.scheme == "static-threshold" and fc1.mask_params.threshold == 0.5
+    assert (fc1.inputs.values > 0.5).all()  # the pixels fc1 reads: the bright ones only
+    assert fc1.premask.nnz_per_sample().sum() > fc1.inputs.nnz_per_sample().sum()
+
+
 def test_wp_reaches_han_targets_and_keeps_masked_weights_zero(mnist, dense_ckpt, tmp_path):
     info = train("mlp3", "wp", tmp_path / "wp", recipe="quick", from_checkpoint=dense_ckpt[0],
                  train_set=mnist[0], test_set=mnist[1], progress=False)

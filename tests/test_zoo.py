@@ -186,3 +186,18 @@ def test_count_layers_residual_and_reused_module():
     assert geo.kind == "linear" and geo.dense_macs == 300
     with pytest.raises(AccelsimError, match="non-flat"):
         geometry_of("fc", model.fc, (4, 100), (4, 3))
+
+
+def test_mlp3_input_mask_thresholds_the_pixels_fc1_reads():
+    plain, masked = zoo.build("mlp3"), zoo.build("mlp3", input_mask=True)
+    assert "fc1" not in zoo.activation_masks(plain)
+    masked.load_state_dict(plain.state_dict(), strict=True)  # no parameters of its own
+    assert zoo.trace_mask_inputs(masked, (1, 28, 28)) == masked.mask_map
+    masks = zoo.activation_masks(masked)
+    assert masks["fc1"].scheme == "off"
+    masks["fc1"].configure("static-threshold", threshold=0.5)
+    seen = []
+    masked.fc1.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    x = torch.tensor([0.0, 0.2, 0.5, 0.51, 1.0]).repeat(157)[:784].reshape(1, 1, 28, 28)
+    masked(x)
+    assert torch.equal(seen[0], torch.where(x.flatten(1) > 0.5, x.flatten(1), 0.0))
