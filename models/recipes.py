@@ -39,7 +39,7 @@ class JPParams:
     """JPnet: L1 on weights (alpha), top-k activation masks (winner rate per masked layer),
     warm-up with the original optimizer at warmup_lr_scale x lr, then Adadelta. `thresholds`
     puts a static |a| > theta mask in front of the layers it names instead (the image in front
-    of MLP-3's fc1, where top-k would break the ties of saturated pixels by position)."""
+    of MLP-3's fc1: top-k would keep the same pixel count in every digit, thick or thin)."""
 
     winner_rates: dict = field(default_factory=dict)
     thresholds: dict = field(default_factory=dict)
@@ -369,8 +369,6 @@ MLP3_TRADEOFF = {
     "wp-fc1-04": ("wp", 0.04, None),
     "wp-fc1-06": ("wp", 0.06, None),
     "wp-fc1-08": ("wp", 0.08, None),
-    "wp-fc1-12": ("wp", 0.12, None),
-    "jp-fc1-05": ("jp", 0.05, None),
     "jp-fc1-10": ("jp", 0.10, None),
     "jp-fc1-06-in50": ("jp", 0.06, 0.5),
     "jp-fc1-10-in50": ("jp", 0.10, 0.5),

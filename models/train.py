@@ -233,9 +233,10 @@ def _start_model(label, rec, seed, from_dir, build, echo):
         if base_info["model"] != label:
             raise AccelsimError(f"--from {from_dir}: checkpoint is a {base_info['model']} model, "
                                 f"not {label}")
-        kwargs = {**base_info["model_kwargs"], **rec.model_kwargs}
+        kwargs = {**rec.model_kwargs, **base_info["model_kwargs"]}
         if kwargs != base_info["model_kwargs"]:
-            # The recipe's model options win (e.g. MLP-3's input mask); the weights must fit.
+            # Recipe model options the checkpoint does not set are added (e.g. MLP-3's input
+            # mask); the checkpoint's own options stay as they are; the weights must fit.
             old, model = model, build(dict(kwargs))
             state = old.state_dict()
             M.register_masks_from_state(model, state)
