@@ -369,6 +369,7 @@ MLP3_TRADEOFF = {
     "wp-fc1-04": ("wp", 0.04, None),
     "wp-fc1-06": ("wp", 0.06, None),
     "wp-fc1-08": ("wp", 0.08, None),
+    "jp-fc1-04": ("jp", 0.04, None),
     "jp-fc1-10": ("jp", 0.10, None),
     "jp-fc1-06-in50": ("jp", 0.06, 0.5),
     "jp-fc1-10-in50": ("jp", 0.10, 0.5),
