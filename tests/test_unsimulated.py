@@ -205,6 +205,12 @@ def test_cli_and_html_show_the_unsimulated_rows_and_coverage(tmp_path, capsys):
             f"{layers + listed:,} operations per inference") in out.replace("\n", " ")
     page = html.read_text()
     assert "coverage %" in page and "BatchNorm2d (normalisation) x1" in page
+    with pytest.raises(SystemExit):
+        main(["trace", "info", str(path)])
+    info = capsys.readouterr().out
+    assert (f"not simulated: 8 op(s) (BatchNorm2d x1, relu x1, add x1, MaxPool2d x1, LayerNorm x1, "
+            f"avg_pool1d x1, Dropout x1, softmax x1); the layers hold "
+            f"{100 * layers / (layers + listed):.1f}% of {layers + listed:,} operations") in info
 
 
 def test_fold_batchnorm_keeps_the_outputs_and_removes_the_rows(tmp_path):
@@ -287,3 +293,67 @@ def test_a_mask_carried_through_leaky_relu_validates_and_a_tampered_one_does_not
     with pytest.raises(AccelsimError, match="not the masked premask carried through leaky_relu, "
                                             "max_pool2d"):
         write_trace(tmp_path / "bad.trace.safetensors", dict(t.meta), layers)
+
+
+CONV1D_MODEL = '''
+from torch import nn
+
+
+class RowConv(nn.Module):
+    """Each image row as a sequence: a Conv1d the trace cannot represent, then a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = nn.Conv1d(28, 4, 3)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(4 * 26, 10)
+
+    def forward(self, x):
+        return self.fc(self.act(self.rows(x.flatten(1, 2))).flatten(1))
+
+
+def build():
+    return RowConv()
+'''
+
+
+def test_trace_record_refuses_a_conv1d_by_name_unless_allowed(tmp_path, capsys):
+    """CLI end to end: exit 2, one line naming the module and its type, nothing written; with
+    --allow-unsimulated the Conv1d is a not-simulated row whose MACs every total carries."""
+    from accelsim.cli import main
+    from accelsim.models.data import load_dataset
+
+    try:
+        load_dataset("mnist", "test")
+    except AccelsimError as exc:
+        pytest.skip(f"MNIST not found: {exc}")
+
+    def cli(*args):
+        with pytest.raises(SystemExit) as info:
+            main(list(args))
+        out = capsys.readouterr()
+        return info.value.code, out.out, out.err
+
+    (tmp_path / "rowconv.py").write_text(CONV1D_MODEL)
+    model = f"{tmp_path / 'rowconv.py'}:build"
+    code, _, err = cli("train", "--model", model, "--dataset", "mnist", "--epochs", "1",
+                       "--limit-train", "64", "--limit-test", "10", "--no-progress",
+                       "--threads", "1", "--mask-before", "fc", "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    trace = tmp_path / "t.trace.safetensors"
+    code, out, err = cli("trace", "record", "--checkpoint", str(tmp_path / "run"), "--samples",
+                         "4", "--out", str(trace))
+    assert code == 2 and not trace.exists()
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert err.startswith("error: module 'rows' (Conv1d): a compute op the trace cannot represent")
+    code, out, err = cli("trace", "record", "--checkpoint", str(tmp_path / "run"), "--samples",
+                         "4", "--allow-unsimulated", "--out", str(trace))
+    assert code == 0, err
+    rows = _ops(trace)["rows"]
+    assert (rows["op"], rows["category"], rows["macs"]) == ("Conv1d", "compute", 26 * 4 * 28 * 3)
+    code, out, err = cli("run", "--trace", str(trace), "--out", str(tmp_path / "r.csv"))
+    assert code == 0, err
+    fc_ops, conv_ops = 2 * 104 * 10, 2 * 26 * 4 * 28 * 3
+    total = fc_ops + sum(op["ops"] for op in open_trace(trace).meta["unsimulated"])
+    assert f"coverage of t.trace.safetensors: {100 * fc_ops / total:.1f}%" in out.replace("\n", " ")
+    assert total > fc_ops + conv_ops - 1

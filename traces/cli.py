@@ -84,6 +84,24 @@ def info(path: str) -> None:
                       _macs(r.effective_macs), _pct(r.effective_macs / max(r.dense_macs, 1)),
                       _macs(r.estimated_macs))
     console.print(table)
+    console.print(txt(unsimulated_line(m, int(dense))), highlight=False)
+
+
+def unsimulated_line(meta: dict, layer_macs: int) -> str:
+    """What the trace lists without simulating it, by op, and the layers' share of operations."""
+    from collections import Counter
+
+    from accelsim.traces.unsimulated import OPS_PER_MAC, listed
+
+    ops = listed(meta)
+    if ops is None:
+        return "not simulated: not listed (the trace does not account for its other ops)"
+    layer_ops = OPS_PER_MAC * layer_macs
+    total = layer_ops + sum(op["ops"] for op in ops)
+    kinds = Counter(op["op"] for op in ops)
+    share = 100 * layer_ops / total if total else 100.0
+    return (f"not simulated: {len(ops)} op(s) ({', '.join(f'{k} x{n}' for k, n in kinds.items()) or 'none'}); "
+            f"the layers hold {share:.1f}% of {total:,} operations per sample (a MAC = 2)")
 
 
 @trace.command("validate")
