@@ -205,6 +205,7 @@ class OptimSpec:
     lr: float
     momentum: float = 0.0
     weight_decay: float = 0.0
+    nesterov: bool = False
 
 
 class Method:
@@ -220,7 +221,7 @@ class Method:
     def optimizer_spec(self, epoch: int) -> OptimSpec:
         r = self.recipe
         lr = r.lr * r.lr_gamma ** sum(1 for m in r.lr_milestones if epoch >= m)
-        return OptimSpec(r.optimizer, lr, r.momentum, r.weight_decay)
+        return OptimSpec(r.optimizer, lr, r.momentum, r.weight_decay, r.nesterov)
 
     def setup(self, ctx) -> None:
         pass
@@ -337,7 +338,8 @@ class JointPruning(Method):
         r = self.recipe
         decay = r.lr_gamma ** sum(1 for m in r.lr_milestones if epoch >= m)
         if epoch < self.p.warmup_epochs:
-            return OptimSpec(r.optimizer, r.lr * self.p.warmup_lr_scale * decay, r.momentum, r.weight_decay)
+            return OptimSpec(r.optimizer, r.lr * self.p.warmup_lr_scale * decay, r.momentum,
+                             r.weight_decay, r.nesterov)
         return OptimSpec("adadelta", self.p.adadelta_lr * decay, 0.0, r.weight_decay)
 
     def setup(self, ctx):

@@ -195,7 +195,10 @@ _NOTES = {
 Table IV's conv MACs (0.69M = 4.8K x 12x12, 3.68M = 102.4K x 6x6) on 24x24 crops imply 12x12 and
 6x6 conv outputs, and fc1's 2304 inputs = 64 x 6x6; stride-2 SAME convolutions give exactly that.
 The TensorFlow CIFAR-10 tutorial (stride-1 convs, each followed by 3x3/2 max pooling, LRN) has the
-same weights but 24x24 and 12x12 conv outputs: `variant="pool"` below.
+same weights but 24x24 and 12x12 conv outputs: `variant="pool"` below. `batchnorm=True` puts a
+BatchNorm after conv1 and conv2 and drops their biases: the weights and MACs above are unchanged,
+since at inference each BatchNorm folds into the convolution before it (`accelsim trace record
+--fold-batchnorm`).
 """,
     ("convnet5", ("variant",)): """
 Same weights as the paper variant; the conv MAC rows cannot match (the convs run before pooling).

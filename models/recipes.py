@@ -99,6 +99,11 @@ class Recipe:
     weight_decay: float = 0.0
     lr_milestones: tuple = ()  # epochs at which lr *= lr_gamma
     lr_gamma: float = 0.1
+    # "step": lr from the milestones, per epoch. "onecycle": per step, lr/10 rising linearly to
+    # lr over the first ONECYCLE_WARMUP of all steps, then falling linearly to 0 at the end.
+    lr_schedule: str = "step"
+    nesterov: bool = False
+    label_smoothing: float = 0.0
     model_kwargs: dict = field(default_factory=dict)
     prune: PruneParams | None = None
     jp: JPParams | None = None
@@ -188,7 +193,7 @@ def _zoo_tables(model: str) -> _Tables:
 def _derived(model: str, method: str, t: _Tables | None = None) -> Recipe:
     t = t or _zoo_tables(model)
     d, ft_epochs = t.dense, t.ft_epochs
-    base = replace(d, method=method, needs_from=True, lr_milestones=())
+    base = replace(d, method=method, needs_from=True, lr_milestones=(), lr_schedule="step")
     if method == "wp":
         n = 3
         return replace(base, epochs=n * 3 + ft_epochs, lr=d.lr / 10,
@@ -227,6 +232,23 @@ def _derived(model: str, method: str, t: _Tables | None = None) -> Recipe:
                        prune=PruneParams(weight_density=t.jp_weight),
                        target="GReg: unstructured, per-layer density as the JPnet tables")
     return d
+
+
+ONECYCLE_WARMUP = 0.2
+
+
+def lr_factor(recipe: Recipe, step: int, total_steps: int) -> float:
+    """The multiplier of the epoch's lr at optimizer step `step` (0-based) of `total_steps`:
+    1 for the "step" schedule, the one-cycle shape for "onecycle"."""
+    if recipe.lr_schedule == "step":
+        return 1.0
+    if recipe.lr_schedule != "onecycle":
+        raise AccelsimError(f"recipe {recipe.name!r}: unknown lr_schedule {recipe.lr_schedule!r} "
+                            "(choose step or onecycle)")
+    t = min(max(step / max(total_steps, 1), 0.0), 1.0)
+    if t < ONECYCLE_WARMUP:
+        return 0.1 + 0.9 * t / ONECYCLE_WARMUP
+    return (1.0 - t) / (1.0 - ONECYCLE_WARMUP)
 
 
 def _steps_per_epoch(model: str, batch: int) -> int:

@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ from torch import nn
 from accelsim.errors import AccelsimError
 from accelsim.models import checkpoint as C
 from accelsim.models import methods as M
-from accelsim.models.recipes import Recipe, get_recipe
+from accelsim.models.recipes import Recipe, get_recipe, lr_factor
 
 STATE_NAME = "state.pt"
 STATE_FORMAT = "accelsim-train-state"
@@ -57,7 +57,7 @@ def make_optimizer(model: nn.Module, spec: M.OptimSpec) -> torch.optim.Optimizer
     params = [p for p in model.parameters() if p.requires_grad]
     if spec.name == "sgd":
         return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
-                               weight_decay=spec.weight_decay)
+                               weight_decay=spec.weight_decay, nesterov=spec.nesterov)
     if spec.name == "adam":
         return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
     if spec.name == "adadelta":
@@ -66,7 +66,8 @@ def make_optimizer(model: nn.Module, spec: M.OptimSpec) -> torch.optim.Optimizer
 
 
 def _same_kind(a: M.OptimSpec, b: M.OptimSpec) -> bool:
-    return (a.name, a.momentum, a.weight_decay) == (b.name, b.momentum, b.weight_decay)
+    return (a.name, a.momentum, a.weight_decay, a.nesterov) == (b.name, b.momentum,
+                                                                b.weight_decay, b.nesterov)
 
 
 # Data sets whose recipes opt in to mean/std input normalisation (it moves zero pixels; traces
@@ -144,9 +145,15 @@ def _run_key(model_name, recipe: Recipe, seed, limit_train, from_dir) -> dict:
             "from": str(Path(from_dir).resolve()) if from_dir else None}
 
 
+_RECIPE_DEFAULTS = {f.name: f.default for f in fields(Recipe) if f.default is not MISSING}
+
+
 def _check_key(saved: dict, now: dict, path: Path) -> None:
     for k in now:
-        if saved.get(k) != now[k]:
+        was = saved.get(k)
+        if k == "recipe" and isinstance(was, dict):  # states saved before a field was added
+            was = {**_RECIPE_DEFAULTS, **was}
+        if was != now[k]:
             raise AccelsimError(
                 f"{path}: holds a different run ({k} differs: saved {saved.get(k)!r}, asked "
                 f"{now[k]!r}); use another --out or delete {path.name} to restart")
@@ -385,12 +392,16 @@ class _Loop:
         if self.conv:
             x = x.contiguous(memory_format=torch.channels_last)
         logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.rec.label_smoothing)
         pen = method.penalty(model)
         self.opt.zero_grad(set_to_none=False)
         (loss if pen is None else loss + pen).backward()
         method.after_backward(ctx)
         M.mask_gradients(model)
+        if self.rec.lr_schedule != "step":
+            f = lr_factor(self.rec, ctx.step, ctx.steps_per_epoch * self.n_epochs)
+            for g in self.opt.param_groups:
+                g["lr"] = self.opt_spec.lr * f
         self.opt.step()
         M.apply_masks(model)
         ctx.step += 1

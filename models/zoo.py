@@ -137,12 +137,16 @@ def convnet5(
     variant: str = "paper",
     activation: str = "relu",
     negative_slope: float = 0.1,
+    batchnorm: bool = False,
 ) -> ZooSequential:
     """ConvNet-5 (Table IV) on 24x24 CIFAR-10 crops.
 
     variant "paper": stride-2 SAME 5x5 convolutions (24 -> 12 -> 6), which reproduces Table IV's
     weights AND MACs. variant "pool": the TensorFlow CIFAR-10 tutorial layout (stride-1 convs,
     each followed by 3x3/2 max pooling; LRN left out): same weights, 4x the conv MACs.
+    batchnorm: BatchNorm2d after each convolution (bn1, bn2; the convolutions then have no bias).
+    Same weights and MACs: at inference a BatchNorm is a per-channel scale and shift that folds
+    into the convolution before it; what it buys is faster, steadier training.
     """
     d = _check_dropout(dropout)
     act = _nonlinearity(activation, negative_slope)
@@ -152,9 +156,16 @@ def convnet5(
         conv_stride, pool = 1, (lambda: nn.MaxPool2d(3, 2, padding=1))
     else:
         raise AccelsimError(f"convnet5: unknown variant {variant!r}; expected 'paper' or 'pool'")
-    steps = [("conv1", nn.Conv2d(3, 64, 5, stride=conv_stride, padding=2)), ("relu1", act())]
-    steps += [("pool1", pool())]
-    steps += _masked("conv2", nn.Conv2d(64, 64, 5, stride=conv_stride, padding=2))
+    bn = bool(batchnorm)
+
+    def conv(c_in: int) -> nn.Conv2d:
+        return nn.Conv2d(c_in, 64, 5, stride=conv_stride, padding=2, bias=not bn)
+
+    def norm(i: int) -> list[tuple[str, nn.Module]]:
+        return [(f"bn{i}", nn.BatchNorm2d(64))] if bn else []
+
+    steps = [("conv1", conv(3))] + norm(1) + [("relu1", act()), ("pool1", pool())]
+    steps += _masked("conv2", conv(64)) + norm(2)
     steps += [("relu2", act()), ("pool2", pool()), ("flatten", nn.Flatten())]
     steps += _masked("fc1", nn.Linear(2304, 384)) + [("relu3", act())]
     steps += _masked("fc2", nn.Linear(384, 192), d) + [("relu4", act())]

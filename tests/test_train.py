@@ -183,3 +183,28 @@ def test_jp_on_leaky_relu_keeps_exactly_k(mnist, tmp_path):
     with pytest.raises(AccelsimError, match="apply to a fresh model"):
         train("mlp3", "jp", tmp_path / "x", from_checkpoint=tmp_path / "d",
               model_options={"activation": "relu"}, **kw)
+
+
+def test_onecycle_lr_shape_and_the_loop_follows_it_per_step(mnist, tmp_path):
+    from accelsim.models.recipes import ONECYCLE_WARMUP, lr_factor
+
+    rec = replace(get_recipe("mlp3", "dense", "quick"), batch_size=64, lr=0.2, nesterov=True,
+                  lr_schedule="onecycle", label_smoothing=0.1)
+    assert lr_factor(rec, 0, 100) == pytest.approx(0.1)
+    assert lr_factor(rec, int(100 * ONECYCLE_WARMUP), 100) == pytest.approx(1.0)
+    assert lr_factor(rec, 100, 100) == 0.0
+    f = [lr_factor(rec, s, 100) for s in range(101)]
+    peak = f.index(max(f))
+    assert all(a <= b for a, b in zip(f[:peak], f[1:peak + 1]))  # rises, then falls
+    assert all(a >= b for a, b in zip(f[peak:], f[peak + 1:]))
+    assert lr_factor(replace(rec, lr_schedule="step"), 50, 100) == 1.0
+    with pytest.raises(AccelsimError, match="unknown lr_schedule 'cosine'"):
+        lr_factor(replace(rec, lr_schedule="cosine"), 0, 100)
+    info = train("mlp3", "dense", tmp_path, recipe=rec, epochs=2, train_set=mnist[0],
+                 test_set=mnist[1], progress=False)
+    assert info["metrics"]["accuracy"]["value"] > 0.7
+    state = C.load_state(tmp_path / "state.pt")
+    (group,) = state["optimizer"]["param_groups"]
+    steps = 2 * 1280 // 64
+    assert state["step"] == steps and group["nesterov"]
+    assert group["lr"] == pytest.approx(0.2 * lr_factor(rec, steps - 1, steps))

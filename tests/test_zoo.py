@@ -201,3 +201,26 @@ def test_mlp3_input_mask_thresholds_the_pixels_fc1_reads():
     x = torch.tensor([0.0, 0.2, 0.5, 0.51, 1.0]).repeat(157)[:784].reshape(1, 1, 28, 28)
     masked(x)
     assert torch.equal(seen[0], torch.where(x.flatten(1) > 0.5, x.flatten(1), 0.0))
+
+
+def test_convnet5_batchnorm_keeps_table_iv_counts_and_folds_into_the_convs():
+    """BatchNorm adds no weight and no MAC: in eval mode it is a per-channel affine map that the
+    trace recorder's --fold-batchnorm folds into the convolution before it, outputs unchanged."""
+    from accelsim.traces.foldbn import fold_batchnorm
+
+    plain, bn = zoo.build("convnet5"), zoo.build("convnet5", batchnorm=True)
+    shape = zoo.input_shape("convnet5")
+    counts = [(c.name, c.weight_count, c.macs) for c in count_layers(plain, shape)]
+    assert [(c.name, c.weight_count, c.macs) for c in count_layers(bn, shape)] == counts
+    torch.manual_seed(0)
+    for norm in (bn.bn1, bn.bn2):  # non-trivial running statistics and affine parameters
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2)
+        norm.weight.data.uniform_(0.5, 1.5), norm.bias.data.uniform_(-0.5, 0.5)
+    bn.eval()
+    x = torch.rand(4, *shape)
+    with torch.no_grad():
+        want = bn(x)
+    assert fold_batchnorm(bn, x[:1]) == [("conv1", "bn1"), ("conv2", "bn2")]
+    with torch.no_grad():
+        assert torch.allclose(bn(x), want, atol=1e-4)
+    assert [(c.name, c.weight_count, c.macs) for c in count_layers(bn, shape)] == counts
