@@ -67,6 +67,12 @@ def simulate(traces, arch: str = "eie64", set: Mapping[str, Any] | Sequence[str]
     (default: the arch's table). Returns a pandas DataFrame, a row per trace x layer x variant.
     """
     from accelsim.report import to_frame
+
+    return to_frame(simulate_rows(traces, arch, set, energy, progress=progress))
+
+
+def simulate_rows(traces, arch="eie64", set=None, energy=None, *, progress=None) -> list[dict]:
+    """The rows of `simulate` as dicts (a sweep builds one table from many points)."""
     from accelsim.simulate import simulate_trace
 
     config, table, overrides = resolve(arch, set, energy)
@@ -74,7 +80,7 @@ def simulate(traces, arch: str = "eie64", set: Mapping[str, Any] | Sequence[str]
     for t in trace_list(traces):
         rows += simulate_trace(t, config, table, on_layer=progress, source=str(arch),
                                overrides=overrides)
-    return to_frame(rows)
+    return rows
 
 
 def summary(report):

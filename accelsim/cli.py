@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "accelsim.models.cli",
     "accelsim.analysis.cli",
     "accelsim.cli_sweep",  # adds `sweep arch` to the sweep group of accelsim.analysis.cli
+    "accelsim.cli_cache",
 )
 
 

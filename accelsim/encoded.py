@@ -8,10 +8,12 @@ a few encoding parameters, never on the FIFO depth or the top-k unit, so they ar
 - in memory, on the LayerRecord itself (`layer.extra["encoded"]`), for as long as the layer
   lives (a replay; every point of a sweep in the same process, see simulate.loaded_trace);
 - on disk, for the entries that ask for it, when the layer carries a content key
-  (`layer.extra["content_key"]`: the trace's content id and the layer index): one npz file per
-  (layer, what, parameters) under $ACCELSIM_CACHE (default ~/.cache/accelsim/encoded; "off"
-  disables it), written atomically, read with allow_pickle=False. A damaged file is
-  recomputed and rewritten, never trusted.
+  (`layer.extra["content_key"]`: the trace's content id and the layer index): one entry per
+  (layer, what, parameters) in the encoding cache (accelsim.diskcache: $ACCELSIM_CACHE,
+  bounded, least recently used entries evicted; "off" disables it). The key also holds a
+  fingerprint of the code that computes the entries (code_fingerprint), so a changed
+  simulator never reads what an older one stored. A damaged entry is recomputed, never
+  trusted.
 
 A LayerRecord is treated as immutable once simulated: code that edits a record's arrays in
 place must build a new record (or clear `layer.extra["encoded"]`).
@@ -19,69 +21,74 @@ place must build a new record (or clear `layer.extra["encoded"]`).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-CACHE_ENV = "ACCELSIM_CACHE"
-CACHE_VERSION = 1  # bump when what an entry holds changes meaning
+from accelsim.diskcache import CACHE_ENV, cache_dir  # noqa: F401 (part of this module's API)
+
+# The source files whose code computes what the cache stores (weight-side encodings, layer
+# statistics, the checks remembered as passed): their bytes are hashed into every key.
+_CODE = ("encoded.py", "simulate.py", "topk.py", "dataflows", "../traces/info.py",
+         "../traces/validate.py", "../traces/reader.py", "../traces/functional.py")
+_fingerprint: str | None = None
 
 
-def cache_dir() -> Path | None:
-    value = os.environ.get(CACHE_ENV, "")
-    if value.lower() == "off":
-        return None
-    if value:
-        return Path(value)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "accelsim" / "encoded"
+def code_fingerprint() -> str:
+    """12 hex digits of sha256 over the source of the code whose results the cache keeps."""
+    global _fingerprint
+    if _fingerprint is None:
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for item in _CODE:
+            path = (root / item).resolve()
+            files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+            for f in files:
+                h.update(str(f.relative_to(root.parent)).encode())
+                try:
+                    h.update(f.read_bytes())
+                except OSError:
+                    h.update(b"?")
+        _fingerprint = h.hexdigest()[:12]
+    return _fingerprint
 
 
-def _disk_path(layer, name: str, params: tuple) -> Path | None:
+def _disk_key(layer, name: str, params: tuple) -> str | None:
     key = layer.extra.get("content_key") if isinstance(layer.extra, dict) else None
-    folder = cache_dir()
-    if key is None or folder is None:
+    if key is None:
         return None
-    tag = "-".join(str(p) for p in params)
-    return folder / f"v{CACHE_VERSION}-{key}-{name}-{tag}.npz"
-
-
-def _load(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, KeyError):
-        return None  # missing or damaged: recompute
-
-
-def _store(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    from accelsim.atomic import atomic_write
-    from accelsim.errors import AccelsimError
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: _savez(tmp, arrays), fsync=False)
-    except (OSError, AccelsimError):
-        pass  # a cache that cannot be written only costs time
-
-
-def _savez(tmp: str, arrays: dict[str, np.ndarray]) -> None:
-    with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
-        np.savez(fh, **arrays)
+    tag = re.sub(r"[^0-9a-zA-Z_.=+-]", "_", "-".join(str(p) for p in params))
+    return f"{code_fingerprint()}-{key}-{name}-{tag}"
 
 
 def is_done(layer, name: str, params: tuple = ()) -> bool:
-    """Whether memo(layer, name, params, ...) already holds a value (a check that passed)."""
-    return (name, params) in layer.extra.get("encoded", {})
+    """Whether a check (name, params) already passed for this layer: in this process, or, for
+    a layer with a content key, recorded on disk by remember_done."""
+    store = layer.extra.setdefault("encoded", {})
+    if (name, params) in store:
+        return True
+    from accelsim import diskcache
+
+    key = _disk_key(layer, name, params)
+    path = diskcache.entry_path(key, "json") if key is not None else None
+    if path is not None and os.path.exists(path) and diskcache.load(path, "json") is True:
+        store[(name, params)] = True
+        return True
+    return False
+
+
+def remember_done(layer, name: str, params: tuple = ()) -> None:
+    """Record that check (name, params) passed for this layer (in memory and on disk)."""
+    memo(layer, name, params, lambda: True, pack=lambda v: v, unpack=lambda v: v is True or None)
 
 
 def trace_content_id(path) -> str:
     """Content id of a trace file: sha256 of its safetensors header (which lists the crc32 of
     every tensor) and its size. Cheap for any trace size; changes when any tensor changes."""
-    import hashlib
-
     from accelsim.errors import AccelsimError
 
     try:
@@ -94,26 +101,45 @@ def trace_content_id(path) -> str:
     return hashlib.sha256(header + str(size).encode()).hexdigest()[:16]
 
 
+def _is_arrays(value) -> bool:
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(v, np.ndarray) for v in value.values())
+
+
 def memo(layer, name: str, params: tuple, compute: Callable[[], Any], *,
-         pack: Callable[[Any], dict[str, np.ndarray]] | None = None,
-         unpack: Callable[[dict[str, np.ndarray]], Any] | None = None) -> Any:
-    """compute() once per (layer, name, params); with pack/unpack also on disk."""
+         pack: Callable[[Any], Any] | None = None,
+         unpack: Callable[[Any], Any] | None = None) -> Any:
+    """compute() once per (layer, name, params); with pack/unpack also on disk. pack returns
+    {name: array} (stored as .npy files, read back memory-mapped and read-only) or a JSON
+    value; unpack turns what was stored back into the value."""
+    from accelsim import diskcache
+
     store = layer.extra.setdefault("encoded", {})
     key = (name, params)
     if key in store:
         return store[key]
-    path = _disk_path(layer, name, params) if pack is not None else None
+    disk_key = _disk_key(layer, name, params) if pack is not None else None
     value = None
-    if path is not None and path.exists():
-        arrays = _load(path)
-        if arrays is not None:
-            try:
-                value = unpack(arrays)
-            except (KeyError, ValueError, TypeError):
-                value = None
+    if disk_key is not None:
+        for kind in ("arrays", "json"):
+            path = diskcache.entry_path(disk_key, kind)
+            if path is None or not os.path.exists(path):
+                continue
+            stored = diskcache.load(path, kind)
+            if stored is not None:
+                try:
+                    value = unpack(stored)
+                except (KeyError, ValueError, TypeError):
+                    diskcache.remove(path)
+                    value = None
+            break
     if value is None:
         value = compute()
-        if path is not None:
-            _store(path, pack(value))
+        if disk_key is not None:
+            packed = pack(value)
+            kind = "arrays" if _is_arrays(packed) else "json"
+            path = diskcache.entry_path(disk_key, kind)
+            if path is not None:
+                diskcache.store(path, kind, packed)
     store[key] = value
     return value

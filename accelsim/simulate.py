@@ -8,6 +8,7 @@ own job. Nothing here names a dataflow.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import types
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import numpy as np
 
 from accelsim.coverage import with_unsimulated
 from accelsim.dataflows import get as get_dataflow
-from accelsim.encoded import is_done, memo
+from accelsim.encoded import is_done, memo, remember_done
 from accelsim.energy import EnergyTable
 from accelsim.errors import AccelsimError
 from accelsim.memory import memory_traffic
@@ -100,7 +101,7 @@ def simulate_layer(
     result = run_dataflow(layer, arch, functional=functional)
     if functional:
         check_outputs(trace_name, layer, result)
-        memo(layer, *checked, lambda: True)
+        remember_done(layer, *checked)
     samples = int(result.cycles.shape[0])
     counts = {name: float(result.counter(name)) for name in EVENTS}
 
@@ -302,22 +303,32 @@ def cached_stats(layer: LayerRecord) -> dict:
     return memo(
         layer, "stats", (),
         lambda: {k: float(layer_stats(layer)[k]) for k in STATS_KEYS},
-        pack=lambda d: {k: np.asarray(v, dtype=np.float64) for k, v in d.items()},
+        pack=lambda d: d,
         unpack=lambda a: {k: float(a[k]) for k in STATS_KEYS},
     )
 
 
 class LoadedTrace:
     """An open trace whose layers, once loaded and validated, stay loaded, each carrying a
-    content key so their weight-side encodings are found on disk (accelsim.encoded)."""
+    content key so their weight-side encodings are found on disk (accelsim.encoded).
 
-    def __init__(self, path):
+    Weights are read lazily (reader: defer_weights) when this very file's weights passed
+    their checks before: the cache remembers the check under the file's identity (device,
+    inode, size, modification and status-change times, and the content id). Any write to the
+    file changes its status-change time, so a modified or replaced file, or a copy, is read
+    and checked again; what is trusted is that a file the system reports unchanged holds the
+    bytes that were checked. Without a cache (ACCELSIM_CACHE=off) every weight is read."""
+
+    def __init__(self, path, stat=None):
         from accelsim.encoded import trace_content_id
         from accelsim.traces import open_trace
 
         self.trace = open_trace(path)
         self.meta = self.trace.meta
         self.content_id = trace_content_id(path)
+        st = stat or os.stat(path)
+        ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+        self.identity = hashlib.sha256(ident.encode()).hexdigest()[:16]
         self.layers: dict[int, LayerRecord] = {}
 
     def __len__(self) -> int:
@@ -325,8 +336,12 @@ class LoadedTrace:
 
     def layer(self, index: int) -> LayerRecord:
         if index not in self.layers:
-            layer = self.trace.layer(index)
+            layer = self.trace.layer(index, defer_weights=True)
             layer.extra["content_key"] = f"{self.content_id}-{index}"
+            checked = ("weights_checked", (self.identity,))
+            if not is_done(layer, *checked):
+                layer.weight  # noqa: B018 - read and check them now
+                remember_done(layer, *checked)
             self.layers[index] = layer
         return self.layers[index]
 
@@ -338,7 +353,6 @@ KEEP_TRACES = 2  # traces kept loaded in a process (a sweep's points reuse them)
 def loaded_trace(path) -> LoadedTrace:
     """The trace at `path`, loaded once per process while its file is unchanged (same size and
     modification time); the least recently used beyond KEEP_TRACES are dropped."""
-    import os
 
     try:
         st = os.stat(path)
@@ -347,8 +361,8 @@ def loaded_trace(path) -> LoadedTrace:
 
         open_trace(path)  # raises the reader's one-line error
         raise
-    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
-    found = _LOADED.pop(key, None) or LoadedTrace(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    found = _LOADED.pop(key, None) or LoadedTrace(path, st)
     _LOADED[key] = found
     while len(_LOADED) > KEEP_TRACES:
         _LOADED.pop(next(iter(_LOADED)))

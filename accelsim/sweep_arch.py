@@ -129,27 +129,38 @@ def make_plan(traces, grid, arch="eie64", set=None, energy=None) -> Plan:
 # ---- one point -------------------------------------------------------------------------------
 
 
-def run_point(point: Point, arch: str, base: Sequence[str], energy: str | None):
-    """Per-layer rows of one point (a DataFrame), or one error row naming what went wrong."""
-    import pandas as pd
+POINT_COLUMNS = ("point", "error", "point_seconds")  # after the swept parameters, last
 
-    from accelsim.api import simulate
+
+def run_point(point: Point, arch: str, base: Sequence[str], energy: str | None) -> list[dict]:
+    """Per-layer rows of one point (dicts: tables are built once, for the parts and the
+    result), or one error row naming what went wrong."""
+    from accelsim.api import simulate_rows
     from accelsim.provenance import overrides_list
 
     params = dict(point.params)
     start = time.perf_counter()
     try:
-        frame = simulate(point.trace, arch, [*base, *overrides_list(params)], energy)
+        rows = simulate_rows(point.trace, arch, [*base, *overrides_list(params)], energy)
         error = ""
     except Exception as exc:  # noqa: BLE001 - a failing point is a row, the sweep goes on
-        frame = pd.DataFrame([{"trace": Path(point.trace).name}])
+        rows = [{"trace": Path(point.trace).name}]
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AccelsimError) else str(exc)
-    for k, v in params.items():
-        frame[k] = v
-    frame["point"] = point.key
-    frame["error"] = error
-    frame["point_seconds"] = time.perf_counter() - start
-    return frame
+    extra = {**params, "point": point.key, "error": error,
+             "point_seconds": time.perf_counter() - start}
+    for row in rows:
+        row.update(extra)
+    return rows
+
+
+def rows_frame(rows: list[dict], params: Sequence[str]):
+    """The per-layer table of point rows: report columns (accelsim.report.to_frame order),
+    then the swept parameters and the point's key, error and seconds."""
+    from accelsim.report import to_frame
+
+    frame = to_frame(rows)
+    tail = [c for c in (*params, *POINT_COLUMNS) if c in frame.columns]
+    return frame[[c for c in frame.columns if c not in tail] + tail]
 
 
 # ---- stored parts ----------------------------------------------------------------------------
@@ -190,20 +201,22 @@ class PartStore:
             atomic_write(spec, lambda tmp: Path(tmp).write_text(text))
         return {p.name[: -len(PART_SUFFIX)] for p in self.folder.glob(f"*{PART_SUFFIX}")}
 
-    def write(self, key: str, frame) -> None:
+    def write(self, key: str, rows: list[dict]) -> None:
         from accelsim.atomic import atomic_write
 
+        frame = rows_frame(rows, list(self.definition["grid"]))
         atomic_write(self.folder / f"{key}{PART_SUFFIX}",
                      lambda tmp: frame.to_parquet(tmp, index=False), fsync=False)
 
-    def read(self, key: str):
+    def read(self, key: str) -> list[dict]:
         import pandas as pd
 
         path = self.folder / f"{key}{PART_SUFFIX}"
         try:
-            return pd.read_parquet(path)
+            frame = pd.read_parquet(path)
         except Exception as exc:  # noqa: BLE001 - a damaged part is recomputed, not trusted
             raise AccelsimError(f"{path}: unreadable part ({str(exc).splitlines()[0]})") from None
+        return frame.to_dict("records")
 
 
 # ---- execution -------------------------------------------------------------------------------
@@ -313,7 +326,6 @@ def run_sweep(traces, grid, arch="eie64", set=None, energy=None, *, out=None, sc
               workers=None, progress=False, echo=None, per_layer=False):
     """Plan, resume from the stored parts, run the rest, return the table (one row per point;
     per_layer=True: the per-layer rows)."""
-    import pandas as pd
 
     address = scheduler_address(scheduler)
     if address and address != "in-process":
@@ -336,16 +348,16 @@ def run_sweep(traces, grid, arch="eie64", set=None, energy=None, *, out=None, sc
                  f"(same sweep definition in {store.folder})")
     todo = [p for p in plan.points if p.key not in results]
 
-    def on_done(point: Point, frame) -> None:
-        results[point.key] = frame
+    def on_done(point: Point, rows: list[dict]) -> None:
+        results[point.key] = rows
         if store is not None:
-            store.write(point.key, frame)
+            store.write(point.key, rows)
 
     execute(plan, todo, on_done, scheduler, workers, progress, done=len(results))
-    errors = sum(bool(results[p.key]["error"].iloc[0]) for p in plan.points)
+    errors = sum(bool(results[p.key][0]["error"]) for p in plan.points)
     echo(f"{len(plan.points)} points: {len(todo)} computed, {len(plan.points) - len(todo)} "
          f"reused, {errors} errors")
-    rows = pd.concat([results[p.key] for p in plan.points], ignore_index=True)
+    rows = rows_frame([r for p in plan.points for r in results[p.key]], list(plan.grid))
     table = rows if per_layer else point_table(rows, list(plan.grid))
     if out is not None:
         from accelsim.report import write_report

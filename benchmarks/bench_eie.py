@@ -87,7 +87,7 @@ def main() -> None:
     from accelsim.dataflows.eie.kernel import CostTables, _nonzero_inputs, _timing
 
     fc = layers[5]
-    tables = CostTables(fc, 64, 4, 1, "skip")
+    tables = CostTables.build(fc, 64, 4, 1, "skip")
     indptr, idx, _ = _nonzero_inputs(fc, fc.inputs.num_samples)
     idx_rep = np.tile(idx, 50)
     t0 = time.perf_counter()

@@ -23,6 +23,7 @@ import os
 os.environ["NUMBA_NUM_THREADS"] = "1"
 
 import argparse  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -79,7 +80,24 @@ def main() -> None:
     from bench_run import alexnet_trace
 
     trace = alexnet_trace(args.samples, args.masks)
-    os.environ["ACCELSIM_CACHE"] = tempfile.mkdtemp(prefix="accelsim-bench-cache-")
+    try:
+        run(trace, args)
+    finally:
+        for folder in CACHES:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+CACHES: list[str] = []
+
+
+def fresh_cache() -> None:
+    """An empty encoding cache (removed at exit)."""
+    CACHES.append(tempfile.mkdtemp(prefix="accelsim-bench-cache-"))
+    os.environ["ACCELSIM_CACHE"] = CACHES[-1]
+
+
+def run(trace, args) -> None:
+    fresh_cache()
     from accelsim.arch import load_arch
     from accelsim.energy import load_energy_table
     from accelsim.simulate import simulate_trace
@@ -88,13 +106,13 @@ def main() -> None:
     clock = KernelClock()
     arch, energy = load_arch("eie64"), load_energy_table()
     simulate_trace(trace, arch, energy)  # JIT from cache, warms nothing else that is kept
-    os.environ["ACCELSIM_CACHE"] = tempfile.mkdtemp(prefix="accelsim-bench-cache-")
+    fresh_cache()
     print(f"AlexNet-shaped ({args.masks} zeros), {args.samples} sample(s), one core")
     replay = [measure(f"replay ({state} cache)", clock, lambda: simulate_trace(trace, arch, energy))
               for state in ("empty", "warm")]
     per = max(1, args.points // 4)
     grid = {"eie.num_pes": [16, 32, 64, 128], "eie.fifo_depth": list(range(1, per + 1))}
-    os.environ["ACCELSIM_CACHE"] = tempfile.mkdtemp(prefix="accelsim-bench-cache-")
+    fresh_cache()
     sweep = [measure(f"sweep of {4 * per} points ({state} cache)", clock,
                      lambda: run_sweep(trace, grid, scheduler="in-process"))
              for state in ("empty", "warm")]

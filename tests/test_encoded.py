@@ -4,6 +4,7 @@ cache, the next process; reuse never changes a figure."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -68,20 +69,24 @@ def test_reuse_changes_no_figure(counted, monkeypatch):
     pd.testing.assert_frame_equal(warm, cold)
 
 
-def test_damaged_cache_file_is_recomputed(counted):
+def test_damaged_cache_entries_are_recomputed(counted):
     trace, calls = counted
     layers = len(accelsim.open_trace(trace))
     first = accelsim.simulate(trace)
-    files = sorted((trace.parent / "cache").glob("*eie_columns*.npz"))
-    assert len(files) == layers
-    for f in files:
-        f.write_bytes(b"not an npz")
+    cache = trace.parent / "cache"
+    columns = sorted(cache.glob("*eie_columns*"))
+    assert len(columns) == layers
+    for f in cache.glob("*/*.npy"):  # every stored array: garbage, or cut short
+        f.write_bytes(b"not an npy" if f.name[0] < "m" else f.read_bytes()[:100])
+    for f in cache.glob("*.json"):
+        f.write_text("{")
     _LOADED.clear()
     again = accelsim.simulate(trace)
-    assert calls["columns"] == 2 * layers
+    assert calls["columns"] == 2 * layers  # nothing damaged was used
     pd.testing.assert_frame_equal(first, again)
-    with np.load(files[0], allow_pickle=False) as data:  # rewritten whole
-        assert set(data.files) == {"nonzeros", "padding", "rows"}
+    stored = {f.name for f in columns[0].glob("*.npy")}
+    assert stored == {"nonzeros.npy", "padding.npy", "rows.npy"}  # rewritten whole
+    assert np.load(columns[0] / "rows.npy", allow_pickle=False).ndim == 2
 
 
 def test_changed_trace_is_not_served_from_cache(counted, tmp_path):
@@ -94,3 +99,61 @@ def test_changed_trace_is_not_served_from_cache(counted, tmp_path):
     moved = accelsim.simulate(trace)
     fresh = accelsim.simulate(other)
     assert np.allclose(moved["cycles"], fresh["cycles"])
+
+
+@pytest.fixture()
+def weight_reads(counted, monkeypatch):
+    """The trace of `counted` and a count of layer weights read from trace files."""
+    from accelsim.traces import reader
+
+    trace, _ = counted
+    reads = []
+    real = reader.Trace._weights
+
+    def weights(self, i, get):
+        reads.append((self.path, i))
+        return real(self, i, get)
+
+    monkeypatch.setattr(reader.Trace, "_weights", weights)
+    return trace, reads
+
+
+def _flip_weight_byte(path):
+    """Change one byte inside layer 0's stored weights; the header (and so the content id and
+    every recorded crc32) stays as it was."""
+    import json
+    import struct
+
+    data = bytearray(path.read_bytes())
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    name = "L000.weight.values" if "L000.weight.values" in header else "L000.weight"
+    start = 8 + n + header[name]["data_offsets"][0]
+    data[start + 1] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_weights_checked_once_per_file_are_not_read_again(weight_reads):
+    trace, reads = weight_reads
+    layers = len(accelsim.open_trace(trace))
+    first = accelsim.simulate(trace)
+    assert len(reads) == layers
+    _LOADED.clear()
+    again = accelsim.simulate(trace)  # same file, encodings and checks cached: no weight read
+    assert len(reads) == layers
+    pd.testing.assert_frame_equal(first, again)
+    _LOADED.clear()
+    os.utime(trace)  # any write or touch changes the file's status: read and checked again
+    accelsim.simulate(trace)
+    assert len(reads) == 2 * layers
+
+
+def test_a_corrupt_copy_is_caught_with_the_cache_warm(weight_reads, tmp_path):
+    trace, reads = weight_reads
+    accelsim.simulate(trace)  # the cache now holds every encoding of this content id
+    copy = tmp_path / "copy.trace.safetensors"
+    shutil.copy(trace, copy)
+    _flip_weight_byte(copy)
+    _LOADED.clear()
+    with pytest.raises(accelsim.AccelsimError, match=r"copy\.trace\.safetensors: layer 0 .*crc32 mismatch"):
+        accelsim.simulate(copy)

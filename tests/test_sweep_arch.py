@@ -139,14 +139,14 @@ def test_other_sweeps_parts_refused_same_definition_resumes(tmp_path, capsys):
 def test_a_failing_point_is_an_error_row(monkeypatch, tmp_path):
     import accelsim.api
 
-    real = accelsim.api.simulate
+    real = accelsim.api.simulate_rows
 
     def flaky(traces, arch, overrides, energy, **kw):
         if "eie.num_pes=32" in overrides:
             raise RuntimeError("disk on fire")
         return real(traces, arch, overrides, energy, **kw)
 
-    monkeypatch.setattr(accelsim.api, "simulate", flaky)
+    monkeypatch.setattr(accelsim.api, "simulate_rows", flaky)
     table = run_sweep(MLP_JP, {"eie.num_pes": [16, 32, 64]}, out=tmp_path / "s.csv",
                       scheduler="in-process")
     assert list(table["eie.num_pes"]) == [16, 32, 64]

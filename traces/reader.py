@@ -16,9 +16,10 @@ from safetensors import safe_open
 
 from accelsim.errors import AccelsimError
 from accelsim.traces import format as fmt
-from accelsim.traces.schema import LayerGeometry, LayerRecord, SparseBatch
+from accelsim.traces.schema import DeferredWeights, LayerGeometry, LayerRecord, SparseBatch
 from accelsim.traces.validate import (
-    _is_int, check_finite, check_meta, check_record, check_sorted_unique, fail, parse_json,
+    _is_int, check_finite, check_meta, check_record, check_sorted_unique, check_weights, fail,
+    parse_json,
 )
 
 _MAX_HEADER = 100_000_000  # the safetensors library's own header limit
@@ -139,30 +140,69 @@ class Trace:
             raise AccelsimError(f"{self.path}: layer index {key} out of range (0..{len(self) - 1})")
         return key % len(self)
 
-    def layer(self, key: int | str) -> LayerRecord:
-        """Load and validate one layer (by execution index or name)."""
+    def _getter(self, f, i: int):
+        """get(field, dtype, shape=None): tensor `field` of layer i read from the open file f,
+        its dtype, shape and crc32 checked, and floats checked finite."""
+        where = self._where(i)
+        layer = self.meta["layers"][i]
+
+        def get(field, dtype, shape=None):
+            name = fmt.tensor_name(i, field)
+            st_dtype, st_shape = self._info[name]
+            if _ST_DTYPES.get(st_dtype) != np.dtype(dtype).str:
+                fail(where, f"tensor {name} has dtype {st_dtype}, expected "
+                            f"{np.dtype(dtype).name}")
+            if shape is not None and st_shape != tuple(shape):
+                fail(where, f"tensor {name} has shape {st_shape}, expected {tuple(shape)}")
+            if len(st_shape) != (1 if shape is None else len(shape)):
+                fail(where, f"tensor {name} must be 1-d, has shape {st_shape}")
+            arr = f.get_tensor(name)
+            if fmt.crc32(arr) != layer["tensors"][name]["crc32"]:
+                fail(where, f"tensor {name} is corrupt (crc32 mismatch)")
+            if arr.dtype.kind == "f":
+                check_finite(arr, where, f"tensor {name}")
+            return arr
+
+        return get
+
+    def _deferred_weights(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        with safe_open(self.path, framework="numpy") as f:
+            return self._weights(i, self._getter(f, i))
+
+    def _weights(self, i: int, get) -> tuple[np.ndarray, np.ndarray | None]:
+        """(weight, weight_mask) of layer i, every stored tensor checked (crc32, finite,
+        indices sorted and in range); a masked weight is zero off its mask by construction."""
+        where = self._where(i)
+        wshape = self.geometries[i].weight_shape
+        wsize = int(np.prod(wshape))
+        if self.meta["layers"][i]["weight_encoding"] == "dense":
+            weight, wmask = get("weight", fmt.FLOAT, wshape), None
+        else:
+            idx = get("weight.indices", fmt.WEIGHT_INDEX)
+            vals = get("weight.values", fmt.FLOAT, idx.shape)
+            check_sorted_unique(idx, wsize, where, f"tensor {fmt.tensor_name(i, 'weight.indices')}")
+            flat_w = np.zeros(wsize, dtype=np.float32)
+            flat_m = np.zeros(wsize, dtype=bool)
+            flat_w[idx] = vals
+            flat_m[idx] = True
+            weight, wmask = flat_w.reshape(wshape), flat_m.reshape(wshape)
+        check_weights(weight, wmask, self.geometries[i], where, values=False)
+        return weight, wmask
+
+    def layer(self, key: int | str, defer_weights: bool = False) -> LayerRecord:
+        """Load and validate one layer (by execution index or name).
+
+        defer_weights: the weights (the bulk of a trace) are read and checked on first use of
+        `weight` or `weight_mask` (schema.DeferredWeights) instead of now: a replay whose
+        weight-side encodings are cached never needs them. Everything else is checked now.
+        """
         i = self.index(key)
         where = self._where(i)
         layer = self.meta["layers"][i]
         g = self.geometries[i]
         n, n_out = self.num_samples, self.output_samples
         with safe_open(self.path, framework="numpy") as f:
-            def get(field, dtype, shape=None):
-                name = fmt.tensor_name(i, field)
-                st_dtype, st_shape = self._info[name]
-                if _ST_DTYPES.get(st_dtype) != np.dtype(dtype).str:
-                    fail(where, f"tensor {name} has dtype {st_dtype}, expected "
-                                f"{np.dtype(dtype).name}")
-                if shape is not None and st_shape != tuple(shape):
-                    fail(where, f"tensor {name} has shape {st_shape}, expected {tuple(shape)}")
-                if len(st_shape) != (1 if shape is None else len(shape)):
-                    fail(where, f"tensor {name} must be 1-d, has shape {st_shape}")
-                arr = f.get_tensor(name)
-                if fmt.crc32(arr) != layer["tensors"][name]["crc32"]:
-                    fail(where, f"tensor {name} is corrupt (crc32 mismatch)")
-                if arr.dtype.kind == "f":
-                    check_finite(arr, where, f"tensor {name}")
-                return arr
+            get = self._getter(f, i)
 
             def csr(field, shape, with_values):
                 size = int(np.prod(shape))
@@ -172,19 +212,10 @@ class Trace:
                 return SparseBatch(shape=tuple(shape), indptr=ptr,
                                    indices=idx.astype(np.uint32), values=vals)
 
-            wshape = g.weight_shape
-            wsize = int(np.prod(wshape))
-            if layer["weight_encoding"] == "dense":
-                weight, wmask = get("weight", fmt.FLOAT, wshape), None
+            if defer_weights:
+                weight, wmask = DeferredWeights(lambda: self._deferred_weights(i)), None
             else:
-                idx = get("weight.indices", fmt.WEIGHT_INDEX)
-                vals = get("weight.values", fmt.FLOAT, idx.shape)
-                check_sorted_unique(idx, wsize, where, f"tensor {fmt.tensor_name(i, 'weight.indices')}")
-                flat_w = np.zeros(wsize, dtype=np.float32)
-                flat_m = np.zeros(wsize, dtype=bool)
-                flat_w[idx] = vals
-                flat_m[idx] = True
-                weight, wmask = flat_w.reshape(wshape), flat_m.reshape(wshape)
+                weight, wmask = self._weights(i, get)
             bias = get("bias", fmt.FLOAT, (g.out_shape[0],)) if g.has_bias else None
             inputs = csr("inputs", g.in_shape, True)
             premask = act_mask = None
@@ -196,7 +227,7 @@ class Trace:
             outputs = get("outputs", fmt.FLOAT, (n_out, *g.out_shape)) if n_out else None
         rec = LayerRecord(geometry=g, weight=weight, weight_mask=wmask, bias=bias, inputs=inputs,
                           premask=premask, act_mask=act_mask, mask_params=mp, outputs=outputs)
-        check_record(rec, where, n, n_out)
+        check_record(rec, where, n, n_out, weights_checked=True)
         return rec
 
     def layers(self):

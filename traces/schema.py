@@ -160,3 +160,49 @@ class LayerRecord:
     @property
     def name(self) -> str:
         return self.geometry.name
+
+    @property
+    def weights_deferred(self) -> bool:
+        """True while the weights are still on disk (a reader's deferred load, see
+        DeferredWeights): reading `weight` or `weight_mask` loads and checks them."""
+        return isinstance(self.__dict__.get("_weight"), DeferredWeights)
+
+
+class DeferredWeights:
+    """Stands for a layer's (weight, weight_mask) until first use: load() returns them, read
+    and validated (a reader passes one as `weight` to defer the read of large weights that
+    the simulator may never need: their encodings can come from the cache)."""
+
+    def __init__(self, load):
+        self.load = load
+
+
+def _get_weight(self):
+    value = self.__dict__["_weight"]
+    if isinstance(value, DeferredWeights):
+        weight, mask = value.load()
+        self.__dict__["_weight"], self.__dict__["_weight_mask"] = weight, mask
+        return weight
+    return value
+
+
+def _set_weight(self, value):
+    self.__dict__["_weight"] = value
+
+
+def _get_mask(self):
+    if isinstance(self.__dict__.get("_weight"), DeferredWeights):
+        _get_weight(self)
+    return self.__dict__["_weight_mask"]
+
+
+def _set_mask(self, value):
+    if isinstance(self.__dict__.get("_weight"), DeferredWeights) and value is None:
+        return  # set by the load
+    self.__dict__["_weight_mask"] = value
+
+
+# Properties over the dataclass fields: the generated __init__, replace() and repr go through
+# them, so a record built with DeferredWeights behaves like any other once touched.
+LayerRecord.weight = property(_get_weight, _set_weight)
+LayerRecord.weight_mask = property(_get_mask, _set_mask)

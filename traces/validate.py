@@ -311,20 +311,31 @@ def _keys(b: SparseBatch) -> np.ndarray:
     return rows * b.size + np.asarray(b.indices).astype(np.int64)
 
 
-def check_record(rec: LayerRecord, where: str, num_samples: int, output_samples: int) -> None:
-    """Every field of one layer against its geometry and against each other."""
+def check_weights(weight, weight_mask, g: LayerGeometry, where: str, values: bool = True) -> None:
+    """Weight (and mask) shapes against the geometry; with `values`, the weights finite and
+    zero where masked (a reader that built them from checked stored values skips that)."""
+    if weight is None or tuple(weight.shape) != g.weight_shape:
+        got = None if weight is None else tuple(weight.shape)
+        fail(where, f"weight shape {got} does not match geometry {g.weight_shape}")
+    if values:
+        check_finite(weight, where, "weight")
+    if weight_mask is not None:
+        if tuple(weight_mask.shape) != g.weight_shape:
+            fail(where, f"weight_mask shape {tuple(weight_mask.shape)} does not match "
+                        f"{g.weight_shape}")
+        if values and np.any(weight[~weight_mask.astype(bool)] != 0):
+            fail(where, "weight is non-zero at masked positions")
+
+
+def check_record(rec: LayerRecord, where: str, num_samples: int, output_samples: int,
+                 weights_checked: bool = False) -> None:
+    """Every field of one layer against its geometry and against each other. Deferred weights
+    (schema.DeferredWeights) are checked by their load; weights_checked: the caller checked
+    their values already (check_weights then checks shapes only)."""
     g = rec.geometry
     check_geometry(g, where)
-    if rec.weight is None or tuple(rec.weight.shape) != g.weight_shape:
-        got = None if rec.weight is None else tuple(rec.weight.shape)
-        fail(where, f"weight shape {got} does not match geometry {g.weight_shape}")
-    check_finite(rec.weight, where, "weight")
-    if rec.weight_mask is not None:
-        if tuple(rec.weight_mask.shape) != g.weight_shape:
-            fail(where, f"weight_mask shape {tuple(rec.weight_mask.shape)} does not match "
-                        f"{g.weight_shape}")
-        if np.any(rec.weight[~rec.weight_mask.astype(bool)] != 0):
-            fail(where, "weight is non-zero at masked positions")
+    if not rec.weights_deferred:
+        check_weights(rec.weight, rec.weight_mask, g, where, values=not weights_checked)
     if g.has_bias != (rec.bias is not None):
         fail(where, f"has_bias is {g.has_bias} but bias is {'present' if rec.bias is not None else 'missing'}")
     if rec.bias is not None:

@@ -83,6 +83,20 @@ def eie_columns(weight: np.ndarray, geometry: LayerGeometry, num_pes: int, index
     return EieColumns(nonzeros=nz, padding=pad, rows=rows)
 
 
+def geometry_rows(geometry: LayerGeometry, num_pes: int) -> np.ndarray:
+    """EieColumns.rows from the geometry alone: (num_pes, columns) int64, the rows of each
+    column's group that PE p holds (dense storage needs no weights)."""
+    m_total = geometry.out_shape[0]
+    groups = int(geometry.groups)
+    mg = m_total // groups
+    kg = int(np.prod(geometry.weight_shape[1:]))
+    out = np.empty((num_pes, groups * kg), dtype=np.int64)
+    for g in range(groups):
+        per_pe = np.bincount(np.arange(g * mg, (g + 1) * mg) % num_pes, minlength=num_pes)
+        out[:, g * kg:(g + 1) * kg] = per_pe[:, None]
+    return out
+
+
 def layer_columns(layer: LayerRecord, num_pes: int, index_bits: int) -> EieColumns:
     """eie_columns of a trace layer, computed once per (layer, num_pes, index_bits) and shared
     by the sparse and baseline variants, the storage footprint and every sweep point
@@ -102,7 +116,9 @@ def stored_entries_per_pe(layer: LayerRecord, num_pes: int, index_bits: int) -> 
     from accelsim.encoded import memo
 
     return memo(layer, "entries_per_pe", (int(num_pes), int(index_bits)),
-                lambda: layer_columns(layer, num_pes, index_bits).entries("skip").sum(axis=1))
+                lambda: layer_columns(layer, num_pes, index_bits).entries("skip").sum(axis=1),
+                pack=lambda a: [int(v) for v in a],
+                unpack=lambda a: np.asarray(a, dtype=np.int64))
 
 
 @njit(cache=True)

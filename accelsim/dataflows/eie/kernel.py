@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from accelsim.dataflows.eie import QUEUE_MODES
-from accelsim.dataflows.eie.encoding import WEIGHT_MODES, layer_columns, layer_csc
+from accelsim.dataflows.eie.encoding import WEIGHT_MODES, geometry_rows, layer_columns, layer_csc
 from accelsim.errors import AccelsimError
 from accelsim.result import DataflowResult
 from accelsim.traces.schema import LayerGeometry, LayerRecord
@@ -50,7 +50,8 @@ def check_layer(layer: LayerRecord) -> None:
     if min(*geo.kernel, *geo.stride, *geo.dilation, geo.groups) < 1 or min(geo.padding) < 0:
         raise AccelsimError(f"layer {name!r}: kernel/stride/dilation/groups must be >= 1")
     check_geometry(geo, f"layer {name!r}")
-    if tuple(layer.weight.shape) != tuple(geo.weight_shape):
+    # deferred weights are checked against the geometry when they are read
+    if not layer.weights_deferred and tuple(layer.weight.shape) != tuple(geo.weight_shape):
         raise AccelsimError(
             f"layer {name!r}: weight shape {tuple(layer.weight.shape)} != {tuple(geo.weight_shape)}"
         )
@@ -106,29 +107,52 @@ def _tap_sum(table, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, empty, out):
 
 
 class CostTables:
-    """Per input position: each PE's cost (n_in, N) int32, and totals over PEs (n_in,) int64 of
-    stored entries read, padding entries and MAC-spending entries."""
+    """Per input position: each PE's cost (n_in, N), int16 where every cost fits (half the
+    memory the timing kernel streams), else int32; and totals over PEs, one (3, n_in) int64
+    array of stored entries read, padding entries and MAC-spending entries. Read-only: the
+    same arrays are shared by every variant and sweep point, or memory-mapped from the cache."""
 
-    def __init__(self, layer: LayerRecord, num_pes: int, index_bits: int, empty_slice_cycles: int,
-                 weight_mode: str):
+    def __init__(self, cost, totals):
+        self.cost, self.totals = cost, totals
+        for a in (cost, totals):
+            a.flags.writeable = False
+        self.entries_tot, self.padding_tot, self.mac_tot = totals[0], totals[1], totals[2]
+
+    @classmethod
+    def build(cls, layer: LayerRecord, num_pes: int, index_bits: int, empty_slice_cycles: int,
+              weight_mode: str) -> "CostTables":
         geo = layer.geometry
         c, h, w, m, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw = conv_dims(geo)
-        cols = layer_columns(layer, num_pes, index_bits)
-        entries = cols.entries(weight_mode)
+        if weight_mode == "none":  # dense storage, every entry a MAC: the geometry says it all
+            entries = geometry_rows(geo, num_pes)
+            pad, macs = np.zeros_like(entries), entries
+        else:
+            cols = layer_columns(layer, num_pes, index_bits)
+            entries, macs = cols.entries(weight_mode), cols.mac_entries(weight_mode)
+            pad = cols.padding if weight_mode == "skip" else np.zeros_like(entries)
         dims = (h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
         per_pe = np.ascontiguousarray(entries.T.reshape(c, kh, kw, num_pes))
-        self.cost = _tap_sum(per_pe, *dims, int(empty_slice_cycles),
-                             np.empty((c * h * w, num_pes), dtype=np.int32))
-        pad = cols.padding if weight_mode == "skip" else np.zeros_like(entries)
-        totals = np.stack(
-            [entries.sum(axis=0), pad.sum(axis=0), cols.mac_entries(weight_mode).sum(axis=0)],
-            axis=1,
-        ).reshape(c, kh, kw, 3)
+        cost = _tap_sum(per_pe, *dims, int(empty_slice_cycles),
+                        np.empty((c * h * w, num_pes), dtype=np.int32))
+        if cost.size and cost.max() <= np.iinfo(np.int16).max:
+            cost = cost.astype(np.int16)
+        totals = np.stack([entries.sum(axis=0), pad.sum(axis=0), macs.sum(axis=0)],
+                          axis=1).reshape(c, kh, kw, 3)
         t = _tap_sum(np.ascontiguousarray(totals), *dims, -1,
                      np.empty((c * h * w, 3), dtype=np.int64))
-        self.entries_tot = np.ascontiguousarray(t[:, 0])
-        self.padding_tot = np.ascontiguousarray(t[:, 1])
-        self.mac_tot = np.ascontiguousarray(t[:, 2])
+        return cls(cost, np.ascontiguousarray(t.T))
+
+
+def cost_tables(layer: LayerRecord, num_pes: int, index_bits: int, empty_slice_cycles: int,
+                weight_mode: str) -> CostTables:
+    """CostTables once per (layer, encoding parameters): in memory and in the encoding cache
+    (read back memory-mapped), shared by every variant and sweep point (accelsim.encoded)."""
+    from accelsim.encoded import memo
+
+    params = (int(num_pes), int(index_bits), int(empty_slice_cycles), weight_mode)
+    return memo(layer, "eie_cost", params, lambda: CostTables.build(layer, *params),
+                pack=lambda t: {"cost": t.cost, "totals": t.totals},
+                unpack=lambda a: CostTables(a["cost"], a["totals"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,6 +293,8 @@ def _nonzero_inputs(layer: LayerRecord, n_samples: int) -> tuple[np.ndarray, np.
     else:
         vals = np.asarray(batch.values[:end], dtype=np.float32)
     keep = vals != 0
+    if keep.all():  # a trace's activations are stored without zeros
+        return np.asarray(batch.indptr[: n_samples + 1], dtype=np.int64), idx, vals
     sample_of = np.repeat(np.arange(n_samples), np.diff(batch.indptr[: n_samples + 1]))
     indptr = np.zeros(n_samples + 1, dtype=np.int64)
     np.cumsum(np.bincount(sample_of[keep], minlength=n_samples), out=indptr[1:])
@@ -336,10 +362,7 @@ def simulate_eie(
     n_in = int(np.prod(geo.in_shape))
     n_out_elems = int(np.prod(geo.out_shape))
     # weight side: once per (layer, encoding parameters), shared by variants and sweep points
-    tables = memo(layer, "eie_cost", (int(num_pes), int(index_bits), int(empty_slice_cycles),
-                                      weight_mode),
-                  lambda: CostTables(layer, int(num_pes), int(index_bits),
-                                     int(empty_slice_cycles), weight_mode))
+    tables = cost_tables(layer, num_pes, index_bits, empty_slice_cycles, weight_mode)
     nz_indptr, nz_idx, nz_vals = memo(layer, "nonzero_inputs", (n_samples,),
                                       lambda: _nonzero_inputs(layer, n_samples))
 
