@@ -242,18 +242,42 @@ def _validated(label: str, data: dict[str, Any], base_dir: Path | None) -> dict[
     return out
 
 
+_PARSED: dict = {}
+
+
+def _parsed(spec: str) -> tuple[str, dict, Path | None]:
+    """(label, validated values, base dir) of a preset or file, parsed once per process while
+    a file is unchanged (a sweep loads one base with many override sets); a fresh copy each
+    call, since overrides are applied to it."""
+    import copy
+    import os
+
+    try:
+        st = os.stat(spec)
+        stamp = (os.path.abspath(spec), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except OSError:
+        stamp = None  # a preset name (or a missing file: _read_source says so)
+    key = (spec, stamp)
+    if key not in _PARSED:
+        label, text, base_dir = _read_source(spec)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise AccelsimError(f"{label}: invalid TOML: {exc}") from None
+        if len(_PARSED) > 256:
+            _PARSED.clear()
+        _PARSED[key] = (label, _validated(label, data, base_dir), base_dir)
+    label, values, base_dir = _PARSED[key]
+    return label, copy.deepcopy(values), base_dir
+
+
 def load_arch(spec: str, overrides: Sequence[str] = ()) -> ArchConfig:
     """Load a preset name ("eie64", "cnvlutin") or a .toml path, apply `--set` overrides, validate.
 
     Every section and key is optional (dataclass defaults); relative energy-table paths in a file
     are taken relative to that file.
     """
-    label, text, base_dir = _read_source(spec)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise AccelsimError(f"{label}: invalid TOML: {exc}") from None
-    values = _validated(label, data, base_dir)
+    label, values, base_dir = _parsed(spec)
     if base_dir is not None and "name" not in values.get("arch", {}):
         values.setdefault("arch", {})["name"] = Path(spec).stem
     sources = {f"{s}.{k}": label for s, table in values.items() for k in table}

@@ -31,10 +31,11 @@ import numpy as np
 
 from accelsim.diskcache import CACHE_ENV, cache_dir  # noqa: F401 (part of this module's API)
 
-# The source files whose code computes what the cache stores (weight-side encodings, layer
-# statistics, the checks remembered as passed): their bytes are hashed into every key.
-_CODE = ("encoded.py", "simulate.py", "topk.py", "dataflows", "../traces/info.py",
-         "../traces/validate.py", "../traces/reader.py", "../traces/functional.py")
+# The modules whose code computes what the cache stores (weight-side encodings, layer
+# statistics, the checks remembered as passed): their source is hashed into every key.
+_CODE = ("accelsim.encoded", "accelsim.simulate", "accelsim.topk", "accelsim.dataflows",
+         "accelsim.traces.info", "accelsim.traces.validate", "accelsim.traces.reader",
+         "accelsim.traces.functional")
 _fingerprint: str | None = None
 
 
@@ -42,13 +43,18 @@ def code_fingerprint() -> str:
     """12 hex digits of sha256 over the source of the code whose results the cache keeps."""
     global _fingerprint
     if _fingerprint is None:
-        root = Path(__file__).resolve().parent
+        import importlib.util
+
         h = hashlib.sha256()
-        for item in _CODE:
-            path = (root / item).resolve()
-            files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for name in _CODE:
+            spec = importlib.util.find_spec(name)
+            if spec.submodule_search_locations:  # a package: every module in it
+                files = sorted(f for d in spec.submodule_search_locations
+                               for f in Path(d).rglob("*.py"))
+            else:
+                files = [Path(spec.origin)]
             for f in files:
-                h.update(str(f.relative_to(root.parent)).encode())
+                h.update(f"{name}:{f.name}".encode())
                 try:
                     h.update(f.read_bytes())
                 except OSError:

@@ -6,7 +6,9 @@ See docs/sweeps.md.
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -39,6 +41,54 @@ def _common(f):
     for opt in reversed(opts):
         f = opt(f)
     return f
+
+
+def _points_options(f):
+    """Options of the sweeps that run their points as Dask tasks (accelsim.sweep_run)."""
+    opts = [
+        click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                     help="Dask scheduler to run the points on (default: "
+                          "$DASK_SCHEDULER_ADDRESS, else a local cluster; 'in-process' runs "
+                          "them here, one after the other)."),
+        click.option("--workers", type=click.IntRange(1, 256), default=None,
+                     help="Worker processes of the local cluster (default: cores, at most 4)."),
+        click.option("--fine-tune-epochs", type=click.IntRange(0, O.MAX_EPOCHS), default=0,
+                     show_default=True,
+                     help="Retrain the network with each point's masks for N epochs before "
+                          "evaluating it (the zoo's jp recipe without weight pruning)."),
+        click.option("--fine-tune-recipe", default="quick", show_default=True,
+                     help="jp recipe of the fine-tuning runs: paper, fast or quick."),
+        click.option("--limit-train", type=O.COUNT, default=None,
+                     help="Fine-tuning: use the first N training images (outside the "
+                          "validation images)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _run_points(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot,
+                scheduler, fine_tune_epochs, fine_tune_recipe, limit_train, check):
+    """Check the outputs, the scheduler, the checkpoint (and `check(model)`), cheaply and before
+    any point runs; (the points' shared EvalSpec, the loaded model)."""
+    from accelsim.analysis.sweep_tasks import EvalSpec
+    from accelsim.models.checkpoint import load_checkpoint, resolve_checkpoint_dir
+    from accelsim.sweep_run import check_reachable, parts_dir, scheduler_address
+
+    check_sweep_outputs(out, plot)
+    address = scheduler_address(scheduler)
+    if address and address != "in-process":
+        check_reachable(address)
+    model, info = load_checkpoint(checkpoint)
+    check(model)
+    if fine_tune_epochs:
+        from accelsim.models.recipes import get_recipe
+
+        get_recipe(info["model"], "jp", fine_tune_recipe)  # a zoo model with that recipe
+    spec = EvalSpec(str(resolve_checkpoint_dir(checkpoint)), val_size, seed, limit, data_dir,
+                    batch_size, fine_tune_epochs, fine_tune_recipe, limit_train,
+                    str(parts_dir(out)))
+    return spec, model
 
 
 def _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot, check=None):
@@ -91,21 +141,32 @@ def sweep_group() -> None:
 @click.option("--rates", default="0.05:1:0.05", show_default=True,
               help="Winner rates in (0, 1]: start:stop:step (stop included) or a comma list; "
                    f"at most {O.MAX_SWEEP_POINTS} values.")
+@_points_options
 def winner_rates_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot,
-                     no_progress, layers, rates):
+                     no_progress, layers, rates, scheduler, workers, fine_tune_epochs,
+                     fine_tune_recipe, limit_train):
     """Accuracy and MAC % vs one layer's top-k winner rate, layer by layer (Fig. 8)."""
     rate_list = O.parse_rates(rates)  # before the torch import below: a bad list fails fast
 
+    from accelsim.analysis import sweep_tasks as T
     from accelsim.analysis.figures import plot_winner_rates
-    from accelsim.analysis.sweeps import select_groups, winner_rate_sweep
+    from accelsim.analysis.sweeps import select_groups
+    from accelsim.sweep_run import run_points
 
-    model, info, val, tf = _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out,
-                                  plot, check=lambda m: select_groups(m, layers))
-    frame = winner_rate_sweep(model, val, tf, rate_list, layers, batch_size=batch_size,
-                              progress=not no_progress)
+    spec, model = _run_points(checkpoint, val_size, seed, limit, data_dir, batch_size, out,
+                              plot, scheduler, fine_tune_epochs, fine_tune_recipe, limit_train,
+                              check=lambda m: select_groups(m, layers))
+    groups = list(select_groups(model, layers))
+    points, definition = T.winner_rate_points(spec, groups, rate_list)
+    results = run_points(points, functools.partial(T.winner_rate_point, spec), definition,
+                         ["layer", "rate"], out=out, scheduler=scheduler, workers=workers,
+                         progress=not no_progress and sys.stderr.isatty(),
+                         echo=lambda line: click.echo(line, err=True))
+    frame = T.winner_rate_table(results)
     base = frame["unmasked_accuracy"].iloc[0]
     _finish(frame, out, plot, plot_winner_rates,
-            [f"unmasked validation accuracy {base:.4f} on {len(val)} training-set images"])
+            [f"unmasked validation accuracy {base:.4f} on {results[0][0].get('num_samples')} "
+             "training-set images"])
 
 
 @sweep_group.command("choose")
@@ -146,22 +207,32 @@ def _read_rates_json(text: str) -> dict:
                    f"at most {O.MAX_SWEEP_POINTS} values.")
 @click.option("--winner-rates", "winner_rates", default=None,
               help="JSON file or object {layer: rate}; default: the checkpoint's top-k masks.")
+@_points_options
 def eps_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot, no_progress,
-            eps_text, winner_rates):
+            eps_text, winner_rates, scheduler, workers, fine_tune_epochs, fine_tune_recipe,
+            limit_train):
     """Accuracy and kept activations vs threshold-prediction subsample rate (Fig. 9)."""
     eps_values = O.parse_values(eps_text, "--eps", low=0.0, high=1.0, low_open=True)
 
+    from accelsim.analysis import sweep_tasks as T
     from accelsim.analysis.figures import plot_eps
-    from accelsim.analysis.sweeps import dynamic_groups, eps_sweep
+    from accelsim.analysis.sweeps import dynamic_groups
+    from accelsim.sweep_run import run_points
 
     rates = _read_rates_json(winner_rates) if winner_rates else None
-    model, info, val, tf = _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out,
-                                  plot, check=lambda m: dynamic_groups(m, rates))
-    frame = eps_sweep(model, val, tf, eps_values, rates, batch_size=batch_size,
-                      progress=not no_progress)
+    spec, model = _run_points(checkpoint, val_size, seed, limit, data_dir, batch_size, out,
+                              plot, scheduler, fine_tune_epochs, fine_tune_recipe, limit_train,
+                              check=lambda m: dynamic_groups(m, rates))
+    groups = list(dynamic_groups(model, rates))
+    points, definition = T.eps_points(spec, groups, eps_values, rates or {})
+    results = run_points(points, functools.partial(T.eps_point, spec, rates or {}), definition,
+                         ["scope", "eps"], out=out, scheduler=scheduler, workers=workers,
+                         progress=not no_progress and sys.stderr.isatty(),
+                         echo=lambda line: click.echo(line, err=True))
+    frame = T.eps_table(results, groups)
     _finish(frame, out, plot, plot_eps,
             [f"exact top-k validation accuracy {frame['topk_accuracy'].iloc[0]:.4f} "
-             f"on {len(val)} training-set images"])
+             f"on {results[0][0].get('num_samples')} training-set images"])
 
 
 @sweep_group.command("static-vs-dynamic")

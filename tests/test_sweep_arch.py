@@ -114,15 +114,54 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_unreachable_scheduler_fails_fast(tmp_path):
-    address = f"tcp://127.0.0.1:{free_port()}"
+def scheduler_error(address: str, tmp_path) -> list[str]:
+    """The stderr lines of a sweep sent to `address`, which must fail within 10 s, exit 2,
+    before writing anything."""
     start = time.monotonic()
     proc = accelsim_cmd("sweep", "arch", "--trace", MLP_JP, "--grid", "eie.num_pes=16,32",
                         "--out", str(tmp_path / "s.csv"), "--scheduler", address)
     assert time.monotonic() - start < 10
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+    assert not (tmp_path / "s.parts").exists()
+    return proc.stderr.strip().splitlines()
+
+
+def test_unreachable_scheduler_fails_fast(tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    assert scheduler_error(address, tmp_path) == [
         f"error: --scheduler {address}: cannot reach the Dask scheduler (Connection refused)"]
+
+
+@pytest.fixture(params=["silent", "http"])
+def not_dask(request):
+    """A plain TCP server on 127.0.0.1 that is not a Dask scheduler: silent, or answering
+    every connection with an HTTP error."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if request.param == "http":
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def test_a_server_that_is_not_dask_is_one_line(not_dask, tmp_path):
+    assert scheduler_error(not_dask, tmp_path) == [
+        f"error: --scheduler {not_dask}: no Dask scheduler answers there (something listens, "
+        "but it did not answer Dask's handshake within 3 s)"]
 
 
 def test_other_sweeps_parts_refused_same_definition_resumes(tmp_path, capsys):

@@ -326,18 +326,25 @@ def test_static_vs_dynamic(loaded):
 
 
 # ---- the CLI --------------------------------------------------------------------------------
-def test_cli_winner_rates_writes_csv_and_plot_from_training_data(checkpoint, tmp_path, capsys,
-                                                                 monkeypatch):
+@pytest.fixture()
+def splits(monkeypatch):
+    """The data splits loaded (in this process) while the test runs."""
     import accelsim.models.data as D
 
-    splits = []
+    loaded = []
     real = D.load_dataset
     monkeypatch.setattr(D, "load_dataset", lambda name, split, *a, **k: (
-        splits.append(split), real(name, split, *a, **k))[1])
+        loaded.append(split), real(name, split, *a, **k))[1])
+    return loaded
+
+
+def test_cli_winner_rates_writes_csv_and_plot_from_training_data(checkpoint, tmp_path, capsys,
+                                                                 splits):
     out, fig = tmp_path / "w.csv", tmp_path / "w.png"
     code, stdout, err = _run(["sweep", "winner-rates", "--checkpoint", str(checkpoint),
                               "--rates", "0.1,1", "--layer", "fc3", "--limit", "100",
-                              "--out", str(out), "--plot", str(fig), "--no-progress"], capsys)
+                              "--out", str(out), "--plot", str(fig), "--no-progress",
+                              "--scheduler", "in-process"], capsys)
     assert code == 0, err
     assert splits == ["train"]  # the test set is never read
     frame = pd.read_csv(out)
@@ -362,3 +369,77 @@ def test_cli_missing_checkpoint(tmp_path, capsys):
     code, _, err = _run(["sweep", "eps", "--checkpoint", str(tmp_path / "nope"),
                          "--out", str(tmp_path / "e.csv")], capsys)
     assert code == 2 and err.count("\n") == 1 and "checkpoint directory does not exist" in err
+
+
+# ---- the sweeps' points as Dask tasks (accelsim.sweep_run) -------------------------------------
+def test_cli_winner_rates_points_stored_and_resumed(checkpoint, loaded, tmp_path, capsys):
+    model, val, tf = loaded
+    out = tmp_path / "w.csv"
+    argv = ["sweep", "winner-rates", "--checkpoint", str(checkpoint), "--rates", "0.1,0.6",
+            "--limit", str(LIMIT), "--out", str(out), "--no-progress", "--scheduler", "in-process"]
+    code, _, err = _run(argv, capsys)
+    assert code == 0, err
+    assert "5 points: 5 computed, 0 reused, 0 errors" in err  # the baseline + 2 layers x 2 rates
+    frame = pd.read_csv(out)
+    same = S.winner_rate_sweep(model, val, tf, [0.1, 0.6])  # the in-process sweep
+    cols = ["layer", "rate", "accuracy", "num_samples", "mac_pct", "act_density",
+            "baseline_accuracy", "accuracy_drop", "baseline_mac_pct"]
+    pd.testing.assert_frame_equal(frame[cols], same[cols])
+    assert frame["error"].isna().all()
+    assert len(list((tmp_path / "w.parts").glob("*.parquet"))) == 5
+    code, _, err = _run(argv, capsys)  # a rerun computes nothing
+    assert code == 0 and "resuming: 5 of 5 points done" in err and "0 computed, 5 reused" in err
+    code, _, err = _run([*argv[:5], "0.1,0.3", *argv[6:]], capsys)
+    assert code == 2 and "holds the parts of another sweep (rates differ)" in err
+
+
+def test_cli_eps_on_a_local_cluster_equals_in_process(checkpoint, loaded, tmp_path, capsys):
+    model, val, tf = loaded
+    out = tmp_path / "e.csv"
+    code, _, err = _run(["sweep", "eps", "--checkpoint", str(checkpoint), "--eps", "0.1,1",
+                         "--winner-rates", '{"fc2": 0.3, "fc3": 0.5}', "--limit", str(LIMIT),
+                         "--out", str(out), "--no-progress", "--workers", "2"], capsys)
+    assert code == 0, err
+    frame = pd.read_csv(out)
+    same = S.eps_sweep(model, val, tf, [0.1, 1.0], {"fc2": 0.3, "fc3": 0.5})
+    cols = list(same.columns)
+    pd.testing.assert_frame_equal(frame[cols], same[cols], check_exact=False, rtol=1e-12)
+
+
+def test_a_failing_point_is_an_error_row(checkpoint, tmp_path, capsys, monkeypatch):
+    real = S.evaluate_model
+
+    def flaky(model, *a, **k):
+        if any(m.mask_params()["winner_rate"] == 0.2 for m, _ in S.mask_groups(model).values()):
+            raise RuntimeError("no memory left")
+        return real(model, *a, **k)
+
+    monkeypatch.setattr(S, "evaluate_model", flaky)
+    out = tmp_path / "w.csv"
+    code, _, err = _run(["sweep", "winner-rates", "--checkpoint", str(checkpoint), "--layer",
+                         "fc3", "--rates", "0.2,1", "--limit", "50", "--out", str(out),
+                         "--no-progress", "--scheduler", "in-process"], capsys)
+    assert code == 0 and "3 points: 3 computed, 0 reused, 1 errors" in err
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert list(frame["error"]) == ["RuntimeError: no memory left", ""]
+    assert frame["accuracy"].iloc[0] == "" and float(frame["accuracy"].iloc[1]) > 0.5
+
+
+def test_fine_tuning_runs_per_point_on_training_images_only(checkpoint, tmp_path, capsys,
+                                                            splits):
+    out = tmp_path / "f.csv"
+    argv = ["sweep", "winner-rates", "--checkpoint", str(checkpoint), "--layer", "fc3",
+            "--rates", "0.1", "--limit", "50", "--fine-tune-epochs", "1", "--limit-train", "200",
+            "--out", str(out), "--no-progress", "--scheduler", "in-process"]
+    code, _, err = _run(argv, capsys)
+    assert code == 0, err
+    assert set(splits) == {"train"}  # fine-tuning never reads the test set either
+    runs = list((tmp_path / "f.parts").glob("*.run"))
+    assert len(runs) == 1  # the masked point only: the unmasked baseline is not retrained
+    info = json.loads((runs[0] / "checkpoint" / "checkpoint.json").read_text())
+    assert info["method"] == "jp" and info["epochs"]["done"] == 1 and info["limit_train"] == 200
+    assert info["activation_masks"]["fc3"]["winner_rate"] == 0.1
+    assert info["metrics"]["accuracy"]["num_samples"] == 50  # validated on the sweep's images
+    assert pd.read_csv(out)["num_samples"].tolist() == [50]
+    code, _, err = _run(argv, capsys)
+    assert code == 0 and "resuming: 2 of 2 points done" in err
