@@ -383,7 +383,7 @@ def test_cli_winner_rates_points_stored_and_resumed(checkpoint, loaded, tmp_path
     frame = pd.read_csv(out)
     same = S.winner_rate_sweep(model, val, tf, [0.1, 0.6])  # the in-process sweep
     cols = ["layer", "rate", "accuracy", "num_samples", "mac_pct", "act_density",
-            "baseline_accuracy", "accuracy_drop", "baseline_mac_pct"]
+            "unmasked_accuracy", "accuracy_drop_pp", "unmasked_mac_pct"]
     pd.testing.assert_frame_equal(frame[cols], same[cols])
     assert frame["error"].isna().all()
     assert len(list((tmp_path / "w.parts").glob("*.parquet"))) == 5
