@@ -32,14 +32,25 @@ class MemoryTraffic:
 def memory_traffic(layer: LayerRecord, arch, cycles_per_sample: np.ndarray) -> MemoryTraffic:
     samples = int(cycles_per_sample.shape[0])
     flow = get(arch.arch.dataflow)
+    parts = flow.parts(layer)  # transformer layers: the linear / conv2d parts the array runs
     if flow.memory is not None:  # the array models its own buffers (e.g. the systolic SRAMs)
-        return flow.memory(layer, arch, cycles_per_sample)
+        if parts is None:
+            return flow.memory(layer, arch, cycles_per_sample)
+        return _sum_parts(layer, parts, arch, cycles_per_sample, flow.memory)
     units = flow.storage_units(flow.section_of(arch))
     geo = layer.geometry
-    per_unit = flow.weight_bytes(layer, arch)
-    w_unit, w_total = int(per_unit.max(initial=0)), int(per_unit.sum())
+    if parts is None:
+        per_unit = flow.weight_bytes(layer, arch)
+        w_unit, w_total = int(per_unit.max(initial=0)), int(per_unit.sum())
+    else:  # a token linear's one weight, or every (sample, head) operand of a matmul in turn
+        stored = [flow.weight_bytes(p.layer, arch) for p in parts]
+        w_unit = max(int(b.max(initial=0)) for b in stored)
+        w_total = -(-sum(int(b.sum()) for b in stored) // (1 if geo.kind != "matmul" else
+                                                          layer.inputs.num_samples))
     weights_on_chip = w_unit <= arch.memory.weight_sram_bytes_per_pe
     act_elems = int(np.prod(geo.in_shape)) + int(np.prod(geo.out_shape))
+    if geo.kind == "matmul":
+        act_elems += int(np.prod(geo.operand_shape))
     act_bytes = -(-act_elems * arch.arch.data_bits // 8)
     acts_on_chip = math.ceil(act_bytes / units) <= arch.memory.act_sram_bytes_per_pe
     per_sample = (0 if weights_on_chip else w_total) + (0 if acts_on_chip else act_bytes)
@@ -55,4 +66,23 @@ def memory_traffic(layer: LayerRecord, arch, cycles_per_sample: np.ndarray) -> M
         weight_bytes=w_total,
         dram_bytes=per_sample * samples,
         stall_cycles=stall,
+    )
+
+
+def _sum_parts(layer, parts, arch, cycles_per_sample, memory) -> MemoryTraffic:
+    """An array's own buffer model over a lowered layer's parts: each part against the cycles of
+    the samples it belongs to (a matmul part against its whole sample's time), traffic summed."""
+    found = []
+    for p in parts:
+        if p.sample is None:
+            found.append(memory(p.layer, arch, cycles_per_sample))
+        elif p.sample < len(cycles_per_sample):
+            found.append(memory(p.layer, arch, cycles_per_sample[p.sample:p.sample + 1]))
+    return MemoryTraffic(
+        weights_on_chip=all(f.weights_on_chip for f in found),
+        acts_on_chip=all(f.acts_on_chip for f in found),
+        weight_bytes_per_unit=max(f.weight_bytes_per_unit for f in found),
+        weight_bytes=max(f.weight_bytes for f in found),
+        dram_bytes=sum(f.dram_bytes for f in found),
+        stall_cycles=sum(f.stall_cycles for f in found),
     )

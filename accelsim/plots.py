@@ -30,6 +30,7 @@ from accelsim.result import EVENTS
 EVENT_LABELS = {
     "mac": "MAC",
     "weight_read": "weight SRAM",
+    "weight_write": "operand load",
     "pointer_read": "pointer SRAM",
     "act_read": "activation read",
     "act_write": "activation write",

@@ -14,6 +14,7 @@ import numpy as np
 EVENTS = (
     "mac",  # multiply-accumulates that spend MAC energy (skipped or gated ones are not counted)
     "weight_read",  # weight(+index) entries read from on-chip SRAM, padding entries included
+    "weight_write",  # weight entries written on chip: a matmul's per-sample operand loaded as weights
     "pointer_read",  # column-pointer reads (EIE: one per PE per popped activation)
     "act_read",  # activations read from the source activation SRAM
     "act_write",  # output activations written to the destination activation SRAM

@@ -2,6 +2,7 @@
 
     python -m accelsim.analysis.reproduce mnist   [--runs runs] [--data-dir D]
     python -m accelsim.analysis.reproduce cifar10 [--runs runs] [--data-dir D]
+    python -m accelsim.analysis.reproduce vit     [--runs runs] [--data-dir D]   # the zoo's ViT on MNIST
     python -m accelsim.analysis.reproduce traces  [--runs runs]     # reference traces from the MNIST runs
     python -m accelsim.analysis.reproduce report  [--runs runs]     # docs/results.md tables
 
@@ -52,6 +53,9 @@ CIFAR_RUNS = [
     ("convnet5", "dense", ["--recipe", "fast"]),
     ("convnet5", "jp", ["--recipe", "fast", "--winner-rates", "auto", "--budget", "0.5"]),
 ]
+# The zoo's small vision transformer on MNIST: dense, WP, and JP with top-k on the MLP hidden
+# activations (recipes in accelsim.models.recipes; about 25 minutes on 2 cores, one thread each).
+VIT_RUNS = [("vit", "dense", []), ("vit", "wp", []), ("vit", "jp", [])]
 # Reference traces: (model, method, samples, samples whose outputs are kept).
 # The JP networks are recorded twice: with their exact top-k masks and with threshold prediction
 # from a 10% subsample (JPnet Eq. 11), so each top-k unit is timed on the activations it keeps.
@@ -60,7 +64,7 @@ REFERENCE_TRACES = [
     (model, method, 256 if model == "mlp3" else 128, 256 if model == "mlp3" else 8)
     for model in ("mlp3", "lenet4")
     for method in ("dense", "wp", "jp", "jp-threshold")
-]
+] + [("vit", method, 16, 4) for method in ("dense", "wp", "jp")]
 
 
 def run_dir(runs: Path, model: str, method: str) -> Path:
@@ -174,6 +178,53 @@ def hardware_report() -> str:
     return "\n".join(lines)
 
 
+def vit_report(runs: Path, archs=("eie64", "cnvlutin")) -> str:
+    """The ViT section: per method, accuracy (checkpoint, all test images), then Weight %, Acti %,
+    MLP hidden %, exact MAC % (all layers, the attention products included) of its reference
+    trace, and per array cycles and energy per inference against the dense network's trace and
+    the WP trace on the same array (and the array's own baseline, skipping off)."""
+    import pandas as pd
+
+    import accelsim
+    from accelsim.report import summary
+    from accelsim.traces import open_trace
+    from accelsim.traces.info import trace_stats
+
+    methods = [m for _, m, _ in VIT_RUNS]
+    traces = {m: REFERENCE_DIR / f"vit-{m}.trace.safetensors" for m in methods}
+    lines = ["| method | accuracy (test images) | Weight % | Acti % | MLP hidden % | exact MAC % | "
+             "train time (2 cores) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for m in methods:
+        ckpt = run_dir(runs, "vit", m)
+        acc = json.loads((ckpt / "checkpoint" / "checkpoint.json").read_text())["metrics"]["accuracy"]
+        st = trace_stats(open_trace(traces[m]))
+        w = st[st["kind"] != "matmul"]
+        n_in = st["in_shape"].map(lambda s: int(pd.Series(s).prod()))
+        hidden = st[st["layer"].str.endswith(".fc2")]
+        lines.append(
+            f"| {m} | {100 * acc['value']:.2f} ({acc['num_samples']:,}) | "
+            f"{100 * w['weight_nnz'].sum() / w['weights'].sum():.1f} | "
+            f"{100 * (st['act_density_mean'] * n_in).sum() / n_in.sum():.1f} | "
+            f"{100 * hidden['act_density_mean'].mean():.1f} | "
+            f"{100 * st['effective_macs'].sum() / st['dense_macs'].sum():.2f} | "
+            f"{_runtime_s(ckpt) / 60:.1f} min |")
+    lines += ["", "| trace | array | cycles / inference | energy / inference (µJ) | speedup vs dense "
+              "network | energy vs dense network | speedup vs WP | energy vs WP | speedup vs array "
+              "baseline | energy vs array baseline |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for arch in archs:
+        summ = summary(accelsim.simulate([str(traces[m]) for m in methods], arch=arch))
+        by = {r["method"]: r for _, r in summ.iterrows()}
+        for m in methods:
+            r, d, wp = by[m], by["dense"], by["wp"]
+            lines.append(
+                f"| vit-{m} | {arch} | {r['cycles']:,.0f} | {r['energy_uj']:.3f} | "
+                f"{d['cycles'] / r['cycles']:.2f}x | {d['energy_uj'] / r['energy_uj']:.2f}x | "
+                f"{wp['cycles'] / r['cycles']:.2f}x | {wp['energy_uj'] / r['energy_uj']:.2f}x | "
+                f"{r['speedup_vs_baseline']:.2f}x | {r['energy_ratio_vs_baseline']:.2f}x |")
+    return "\n".join(lines)
+
+
 def write_report_section(text: str, marker: str) -> None:
     """Replace the text between `<!-- marker:start -->` and `<!-- marker:end -->` in results.md."""
     doc = RESULTS_DOC.read_text()
@@ -187,7 +238,7 @@ def write_report_section(text: str, marker: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["mnist", "cifar10", "traces", "report"])
+    parser.add_argument("what", choices=["mnist", "cifar10", "vit", "traces", "report", "vit-report"])
     parser.add_argument("--runs", default="runs", type=Path)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch threads per training run")
@@ -196,12 +247,17 @@ def main(argv: list[str] | None = None) -> None:
         train_runs(MNIST_RUNS, args.runs, args.data_dir, args.threads)
     elif args.what == "cifar10":
         train_runs(CIFAR_RUNS, args.runs, args.data_dir, args.threads)
+    elif args.what == "vit":
+        train_runs(VIT_RUNS, args.runs, args.data_dir, args.threads)
+    elif args.what == "vit-report":
+        print(vit_report(args.runs))
     elif args.what == "traces":
         record_reference_traces(args.runs, args.data_dir)
     else:
         write_report_section(report(args.runs, MNIST_RUNS, args.data_dir), "mnist")
         write_report_section(report(args.runs, CIFAR_RUNS, args.data_dir, with_validation=True), "cifar10")
         write_report_section(hardware_report(), "hardware")
+        write_report_section(vit_report(args.runs), "vit")
         print(f"updated {RESULTS_DOC}")
 
 

@@ -70,14 +70,21 @@ def geometry_of(
             has_bias=has_bias,
         )
     if isinstance(module, nn.Linear):
-        if len(in_shape) != 1 or len(out_shape) != 1:
-            raise AccelsimError(
-                f"layer {name}: linear layer on a non-flat input {in_shape}; "
-                "traces need (F,) inputs"
+        if len(in_shape) == 1:
+            return LayerGeometry(
+                name=name, kind="linear", in_shape=in_shape, out_shape=out_shape, has_bias=has_bias
             )
-        return LayerGeometry(
-            name=name, kind="linear", in_shape=in_shape, out_shape=out_shape, has_bias=has_bias
-        )
+        # (tokens, features), or more leading dimensions taken together as the tokens
+        tokens = 1
+        for d in in_shape[:-1]:
+            tokens *= d
+        return LayerGeometry(name=name, kind="token_linear", in_shape=(tokens, in_shape[-1]),
+                             out_shape=(tokens, out_shape[-1]), has_bias=has_bias)
+    if getattr(module, "accelsim_product", False) is True:
+        if len(in_shape) != 3 or len(out_shape) != 3:
+            raise AccelsimError(f"layer {name}: an activation product needs (heads, tokens, "
+                                f"features) operands per sample, got {in_shape} -> {out_shape}")
+        return LayerGeometry(name=name, kind="matmul", in_shape=in_shape, out_shape=out_shape)
     raise AccelsimError(f"layer {name}: {type(module).__name__} is not a Conv2d or Linear layer")
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from accelsim.errors import AccelsimError
 
 METHODS = ("dense", "wp", "jp", "static-threshold", "l0", "greg1", "greg2")
-CPU_MODELS = ("mlp3", "lenet4", "convnet5")
+CPU_MODELS = ("mlp3", "lenet4", "convnet5", "vit")
 
 
 @dataclass(frozen=True)
@@ -133,38 +133,54 @@ _DENSE = {
                        lr=0.05, momentum=0.9, weight_decay=5e-4, lr_milestones=(30, 45),
                        model_kwargs={"dropout": 0.0},
                        target="JPnet Table I: ConvNet-5 dense 86.0% (CIFAR-10, 24x24 crops)"),
+    # The zoo's small ViT (accelsim.models.vit): no published recipe; Adam, as transformers
+    # are usually trained (SGD at LeNet-4's rate trains it poorly).
+    "vit": Recipe("paper", "vit", "dense", epochs=10, batch_size=128, optimizer="adam", lr=1e-3,
+                  lr_milestones=(7, 9), target="no published target (the zoo's own MNIST ViT)"),
 }
 
 # ---- per-layer targets from the tables ------------------------------------------------------
+# The ViT's weight densities (our choice, no published target): the patch embedding and the head
+# keep half their weights, every token linear 30%.
+_VIT_WEIGHT = {"patch": 0.5, "head": 0.5, **{
+    f"blocks.{b}.{n}": 0.3 for b in range(2) for n in ("attn.q", "attn.k", "attn.v", "attn.proj",
+                                                        "fc1", "fc2")}}
 # JPnet "Weight %" columns (Tables II-IV).
 _JP_WEIGHT = {
     "mlp3": {"fc1": 0.12, "fc2": 0.11, "fc3": 0.20},  # paper 10/10/20; 12% total is our target
     "lenet4": {"conv1": 0.60, "conv2": 0.10, "fc1": 0.08, "fc2": 0.18},
     "convnet5": {"conv1": 0.70, "conv2": 0.50, "fc1": 0.40, "fc2": 0.30, "fc3": 0.50},
+    "vit": _VIT_WEIGHT,
 }
 # (epochs, lr milestones) of the JP fine-tuning.
-_JP_SCHEDULE = {"mlp3": (30, (20, 26)), "lenet4": (16, (11, 14)), "convnet5": (22, (15, 19))}
+_JP_SCHEDULE = {"mlp3": (30, (20, 26)), "lenet4": (16, (11, 14)), "convnet5": (22, (15, 19)),
+                "vit": (12, (9, 11))}
 # JPnet "Acti %" of layer i = the winner rate of layer i+1's input mask.
 _JP_RATES = {
     "mlp3": {"fc2": 0.12, "fc3": 0.24},
     "lenet4": {"conv2": 0.066, "fc1": 0.019, "fc2": 0.122},
     "convnet5": {"conv2": 0.506, "fc1": 0.173, "fc2": 0.099, "fc3": 0.448},
+    # ViT: top-k on the MLP hidden activations (after GELU) of both blocks
+    "vit": {"blocks.0.fc2": 0.2, "blocks.1.fc2": 0.2},
 }
 # Han et al. Tables 2-3 (LeNet-300-100, LeNet-5); ConvNet-5 reuses the JPnet weight column.
 _WP_WEIGHT = {
     "mlp3": {"fc1": 0.08, "fc2": 0.09, "fc3": 0.26},
     "lenet4": {"conv1": 0.66, "conv2": 0.12, "fc1": 0.08, "fc2": 0.19},
     "convnet5": _JP_WEIGHT["convnet5"],
+    "vit": _VIT_WEIGHT,
 }
 _JP_TARGET = {
     "mlp3": "JPnet Table II: 98.42%, weights 10%, activations 17.1%, MACs 3.65%",
     "lenet4": "JPnet Table III: 99.0%, weights 8.1%, activations 5.5%, MACs 1.2%",
     "convnet5": "JPnet Table IV: 85.9%, weights 40.4%, activations 43.6%, MACs 27.7%",
+    "vit": "no published target: the WP weights with MLP hidden winner rate 0.2",
 }
 _WP_TARGET = {
     "mlp3": "Han Table 2: LeNet-300-100 error 1.64% -> 1.59% at 8% weights",
     "lenet4": "Han Table 3 (LeNet-5): 0.80% -> 0.77% at 8% weights",
     "convnet5": "JPnet Fig. 2 WP baseline for ConvNet-5 (weights as JPnet Table IV)",
+    "vit": "no published target: 30% of every token linear's weights",
 }
 
 
@@ -185,7 +201,7 @@ class _Tables:
 
 def _zoo_tables(model: str) -> _Tables:
     d = _DENSE[model]
-    return _Tables(d, {"mlp3": 10, "lenet4": 10, "convnet5": 20}[model],
+    return _Tables(d, {"mlp3": 10, "lenet4": 10, "convnet5": 20, "vit": 6}[model],
                    _steps_per_epoch(model, d.batch_size), _WP_WEIGHT[model], _JP_WEIGHT[model],
                    _JP_RATES[model], _JP_SCHEDULE[model], _WP_TARGET[model], _JP_TARGET[model])
 
@@ -293,7 +309,7 @@ def _fast(r: Recipe) -> Recipe:
     reg_iters = int(g.tau / g.delta_lambda) * g.k_u + g.k_s
     if r.method == "greg2":
         reg_iters += int(g.uniform_max / g.uniform_delta) * g.k_u
-    ft_epochs = {"mlp3": 10, "lenet4": 10, "convnet5": 20}[r.model]
+    ft_epochs = {"mlp3": 10, "lenet4": 10, "convnet5": 20, "vit": 6}[r.model]
     return replace(r, name="fast", greg=g, epochs=-(-reg_iters // steps) + ft_epochs)
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from accelsim.errors import AccelsimError
 from accelsim.models.masks import ActivationMask
+from accelsim.models.vit import vit
 
 __all__ = [
     "MODEL_NAMES",
@@ -39,6 +40,7 @@ _INFO = {
     "alexnet": ("imagenet", (3, 227, 227)),
     "resnet50": ("imagenet", (3, 224, 224)),
     "wrn32": ("cifar10", (3, 32, 32)),
+    "vit": ("mnist", (1, 28, 28)),
 }
 MODEL_NAMES = tuple(_INFO)
 
@@ -339,6 +341,7 @@ _BUILDERS = {
     "alexnet": alexnet,
     "resnet50": resnet50,
     "wrn32": wrn32,
+    "vit": vit,
 }
 
 

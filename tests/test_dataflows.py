@@ -52,8 +52,8 @@ def _layer(kind: str) -> LayerRecord:
 def test_a_dataflow_refuses_layer_kinds_it_does_not_run(name):
     arch = load_arch(name if name != "eie" else "eie64")
     flow = dataflows.get(name)
-    with pytest.raises(AccelsimError, match=f"layer 'att': the {name} dataflow runs linear, conv2d "
-                                            "layers, not 'attention'"):
+    with pytest.raises(AccelsimError, match=f"layer 'att': the {name} dataflow runs linear, conv2d, "
+                                            "token_linear, matmul layers, not 'attention'"):
         flow.run(_layer("attention"), arch, functional=False)
     assert flow.run(_layer("linear"), arch, functional=False).cycles.shape == (1,)
 

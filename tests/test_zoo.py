@@ -138,7 +138,7 @@ def test_shared_residual_mask_and_threshold_prediction_rates():
 
 
 def test_model_names_and_errors():
-    assert zoo.MODEL_NAMES == ("mlp3", "lenet4", "convnet5", "alexnet", "resnet50", "wrn32")
+    assert zoo.MODEL_NAMES == ("mlp3", "lenet4", "convnet5", "alexnet", "resnet50", "wrn32", "vit")
     assert zoo.dataset_of("wrn32") == "cifar10" and zoo.input_shape("convnet5") == (3, 24, 24)
     with pytest.raises(AccelsimError, match="unknown model 'vgg16'"):
         zoo.build("vgg16")
@@ -184,8 +184,8 @@ def test_count_layers_residual_and_reused_module():
     assert model.training  # mode restored
     geo = geometry_of("fc", model.fc, (100,), (3,))
     assert geo.kind == "linear" and geo.dense_macs == 300
-    with pytest.raises(AccelsimError, match="non-flat"):
-        geometry_of("fc", model.fc, (4, 100), (4, 3))
+    tok = geometry_of("fc", model.fc, (4, 100), (4, 3))  # a Linear on 4 tokens
+    assert tok.kind == "token_linear" and tok.weight_shape == (3, 100) and tok.dense_macs == 1200
 
 
 def test_mlp3_input_mask_thresholds_the_pixels_fc1_reads():

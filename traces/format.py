@@ -77,7 +77,12 @@ def crc32(array: np.ndarray) -> int:
 
 def expected_tensors(layer: dict, output_samples: int) -> list[str]:
     """Tensor fields (without the `Lnnn.` prefix) that a layer's metadata implies."""
-    fields = ["weight"] if layer["weight_encoding"] == "dense" else ["weight.indices", "weight.values"]
+    if layer["kind"] == "matmul":  # no weight: a second per-sample activation operand
+        fields = ["operand.indptr", "operand.indices", "operand.values"]
+    elif layer["weight_encoding"] == "dense":
+        fields = ["weight"]
+    else:
+        fields = ["weight.indices", "weight.values"]
     if layer["has_bias"]:
         fields.append("bias")
     fields += ["inputs.indptr", "inputs.indices", "inputs.values"]

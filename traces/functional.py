@@ -25,13 +25,19 @@ def recompute_outputs(rec: LayerRecord, lo: int, hi: int) -> np.ndarray:
     g = rec.geometry
     b = rec.inputs
     x = b.rows(lo, hi).to_dense().reshape(hi - lo, b.size)
+    if g.kind == "matmul":  # per sample and head: (T, K) @ (K, N), both operands recorded
+        b_op = rec.operand.rows(lo, hi).to_dense()
+        return np.matmul(x.reshape(hi - lo, *g.in_shape), b_op).astype(np.float64)
     w = np.asarray(rec.weight, dtype=np.float32)
     if g.kind == "linear":
         out = (x @ w.T).astype(np.float64)
+    elif g.kind == "token_linear":  # every token's vector times the weight
+        out = (x.reshape(hi - lo, *g.in_shape) @ w.T).astype(np.float64)
     else:
         out = _conv2d(x.reshape(hi - lo, *g.in_shape), w, g)
-    if rec.bias is not None:
-        out += np.asarray(rec.bias, np.float64).reshape((-1,) + (1,) * (out.ndim - 2))
+    if rec.bias is not None:  # per output channel: the first axis (conv) or the last (tokens)
+        shape = (-1,) if g.kind == "token_linear" else (-1,) + (1,) * (out.ndim - 2)
+        out += np.asarray(rec.bias, np.float64).reshape(shape)
     return out
 
 
@@ -63,6 +69,8 @@ def check_outputs(rec: LayerRecord, where: str) -> int:
     n = len(rec.outputs)
     g = rec.geometry
     per_sample = rec.inputs.size + int(np.prod(g.out_shape))
+    if g.kind == "matmul":
+        per_sample += int(np.prod(g.operand_shape))
     if g.kind == "conv2d":
         per_sample += g.in_shape[0] * (g.in_shape[1] + 2 * g.padding[0]) * (g.in_shape[2] + 2 * g.padding[1])
     step = max(1, _CHUNK_ELEMS // per_sample)

@@ -2,7 +2,8 @@
 estimate. numpy only; `accelsim trace info` prints it and the simulator report reuses it.
 
 Effective MACs are counted exactly: the pairs (non-zero weight, non-zero input activation) that
-contribute to a valid output position. For a conv layer, per sample:
+contribute to a valid output position (a matmul: non-zero x non-zero pairs of its two activation
+operands; its "weight density" is its second operand's mean density). For a conv layer, per sample:
     sum over (c, ky, kx) of nnzW[c, ky, kx] * #output positions whose tap (c, ky, kx) is non-zero
 with nnzW[c, ky, kx] = non-zero weights at (c mod C/groups, ky, kx) over the output channels of
 c's group. Taps that fall into the zero padding never count. The paper's estimate (Han's
@@ -21,7 +22,7 @@ _CHUNK_ELEMS = 1 << 23  # bound on the dense float32 activation block (32 MiB)
 def weight_nnz_per_tap(weight: np.ndarray, g: LayerGeometry) -> np.ndarray:
     """Conv: (C, kh, kw) non-zero weights per input tap; linear: (F,) per input feature."""
     nz = np.asarray(weight) != 0
-    if g.kind == "linear":
+    if g.kind in ("linear", "token_linear"):
         return nz.sum(axis=0, dtype=np.int64)
     m, cg, kh, kw = nz.shape
     per_group = nz.reshape(g.groups, m // g.groups, cg, kh, kw).sum(axis=1, dtype=np.int64)
@@ -45,18 +46,40 @@ def tap_hits(nz: np.ndarray, g: LayerGeometry) -> np.ndarray:
     return out
 
 
+def _per_reduction_index(b, reduction: int, axis_of) -> np.ndarray:
+    """(S, H x K) non-zeros of each sample at each (head, reduction index) of a matmul operand;
+    axis_of maps flat indices to h * K + k."""
+    s = b.num_samples
+    rows = np.repeat(np.arange(s, dtype=np.int64), b.nnz_per_sample())
+    keys = rows * reduction + axis_of(np.asarray(b.indices).astype(np.int64))
+    return np.bincount(keys, minlength=s * reduction).reshape(s, reduction)
+
+
+def matmul_effective_macs(rec: LayerRecord) -> np.ndarray:
+    """(S,) int64 for a matmul: per sample, sum over (head h, k) of the non-zeros of A[h, :, k]
+    times the non-zeros of B[h, k, :] (every such pair meets in one output)."""
+    h, t, k = rec.geometry.in_shape
+    n = rec.geometry.out_shape[2]
+    a = _per_reduction_index(rec.inputs, h * k, lambda i: (i // (t * k)) * k + i % k)
+    b = _per_reduction_index(rec.operand, h * k, lambda i: i // n)
+    return np.einsum("sj,sj->s", a, b).astype(np.int64)
+
+
 def effective_macs(rec: LayerRecord) -> np.ndarray:
-    """(S,) int64: exact non-zero weight x non-zero activation pairs per sample."""
+    """(S,) int64: exact non-zero weight x non-zero activation pairs per sample (a matmul:
+    non-zero x non-zero pairs of its two operands)."""
     g = rec.geometry
+    if g.kind == "matmul":
+        return matmul_effective_macs(rec)
     w_nnz = weight_nnz_per_tap(rec.weight, g)
     b = rec.inputs
     s = b.num_samples
     nnz = b.nnz_per_sample()
     idx = np.asarray(b.indices).astype(np.int64)
     # activations stored in the trace are non-zero by construction (the format forbids zeros)
-    if g.kind == "linear":
+    if g.kind in ("linear", "token_linear"):  # token t, feature f at index t * F + f
         rows = np.repeat(np.arange(s), nnz)
-        return np.bincount(rows, weights=w_nnz[idx], minlength=s).astype(np.int64)
+        return np.bincount(rows, weights=w_nnz[idx % len(w_nnz)], minlength=s).astype(np.int64)
     out = np.empty(s, dtype=np.int64)
     step = max(1, _CHUNK_ELEMS // max(b.size, 1))
     for lo in range(0, s, step):
@@ -70,12 +93,17 @@ def effective_macs(rec: LayerRecord) -> np.ndarray:
 def layer_stats(rec: LayerRecord) -> dict:
     """One row of statistics for a layer (densities are fractions, MACs per sample)."""
     g = rec.geometry
-    w_total = int(np.size(rec.weight))
-    w_nnz = int(np.count_nonzero(rec.weight))
     dens = rec.inputs.density_per_sample()
     act_mean = float(dens.mean()) if dens.size else 0.0
     eff = effective_macs(rec)
-    w_density = w_nnz / max(w_total, 1)
+    if g.has_weight:
+        w_total = int(np.size(rec.weight))
+        w_nnz = int(np.count_nonzero(rec.weight))
+        w_density = w_nnz / max(w_total, 1)
+    else:  # a matmul has no weight: its second operand's mean density stands in for it
+        w_total = w_nnz = 0
+        op = rec.operand.density_per_sample()
+        w_density = float(op.mean()) if op.size else 0.0
     return {
         "layer": g.name,
         "kind": g.kind,

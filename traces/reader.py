@@ -212,11 +212,15 @@ class Trace:
                 return SparseBatch(shape=tuple(shape), indptr=ptr,
                                    indices=idx.astype(np.uint32), values=vals)
 
-            if defer_weights:
+            operand = None
+            if not g.has_weight:  # matmul: a second per-sample activation operand, no weight
+                weight, wmask = None, None
+                operand = csr("operand", g.operand_shape, True)
+            elif defer_weights:
                 weight, wmask = DeferredWeights(lambda: self._deferred_weights(i)), None
             else:
                 weight, wmask = self._weights(i, get)
-            bias = get("bias", fmt.FLOAT, (g.out_shape[0],)) if g.has_bias else None
+            bias = get("bias", fmt.FLOAT, (g.weight_shape[0],)) if g.has_bias else None
             inputs = csr("inputs", g.in_shape, True)
             premask = act_mask = None
             mp = fmt.mask_from_json(layer["mask"])
@@ -226,7 +230,8 @@ class Trace:
                 act_mask = csr("act_mask", shape, False)
             outputs = get("outputs", fmt.FLOAT, (n_out, *g.out_shape)) if n_out else None
         rec = LayerRecord(geometry=g, weight=weight, weight_mask=wmask, bias=bias, inputs=inputs,
-                          premask=premask, act_mask=act_mask, mask_params=mp, outputs=outputs)
+                          premask=premask, act_mask=act_mask, mask_params=mp, outputs=outputs,
+                          operand=operand)
         check_record(rec, where, n, n_out, weights_checked=True)
         return rec
 

@@ -1,7 +1,10 @@
 """Record a trace from any torch nn.Module with forward hooks (the only torch module of traces).
 
 Every nn.Conv2d and nn.Linear is captured, in execution order: its input as fed (sparse),
-its output before any non-linearity (first S_out samples), its weight as used. Every other op
+its output before any non-linearity (first S_out samples), its weight as used. A Linear on
+(batch, tokens, features) is a token_linear layer; an activation product module
+(`accelsim_product = True`, e.g. accelsim.models.vit.ActivationProduct: attention's Q K^T and
+A V) is a matmul layer whose second argument is recorded as its per-sample operand. Every other op
 that runs is listed with its operation count (accelsim.traces.optrack); a compute op the trace
 cannot represent is an error unless allowed. Dynamic masks (modules with `accelsim_mask = True`,
 see accelsim.models.masks) are followed through zero-keeping ops (views, ReLU, max-pool) to the
@@ -41,12 +44,16 @@ def _geometry(name: str, module: nn.Module, in_shape: tuple, out_shape: tuple):
 
 
 def unrepresentable(module: nn.Module, args) -> str | None:
-    """Why a Conv2d/Linear call cannot be a trace layer (None: it can)."""
+    """Why a Conv2d/Linear/activation-product call cannot be a trace layer (None: it can)."""
     x = args[0] if args else None
     if not isinstance(x, torch.Tensor):
         return "its input is not a tensor"
-    if isinstance(module, nn.Linear) and x.dim() != 2:
-        return f"nn.Linear on a {tuple(x.shape[1:])} input per sample (traces need (features,))"
+    if isinstance(module, nn.Linear) and x.dim() < 2:
+        return f"nn.Linear on a {tuple(x.shape)} input (traces need (batch, [tokens, ...] features))"
+    if getattr(module, "accelsim_product", False) is True and not (
+            len(args) == 2 and isinstance(args[1], torch.Tensor) and x.dim() == 4
+            and args[1].dim() == 4):
+        return "an activation product needs two (batch, heads, tokens, features) operands"
     if isinstance(module, nn.Conv2d):
         if x.dim() != 4:
             return f"nn.Conv2d on a {tuple(x.shape)} input (traces need (batch, C, H, W))"
@@ -68,6 +75,11 @@ def _mask_params(module: nn.Module) -> MaskParams | None:
         return None
     return MaskParams(scheme=p["scheme"], winner_rate=p.get("winner_rate"),
                       threshold=p.get("threshold"), eps=p.get("eps"))
+
+
+def is_compute(module: nn.Module) -> bool:
+    """Whether the recorder records this module as a layer."""
+    return isinstance(module, (nn.Conv2d, nn.Linear)) or getattr(module, "accelsim_product", False) is True
 
 
 class _Chunks:
@@ -105,6 +117,7 @@ class _Layer:
     inputs: _Chunks = field(default_factory=_Chunks)
     premask: _Chunks = field(default_factory=_Chunks)
     act_mask: _Chunks = field(default_factory=_Chunks)
+    operand: _Chunks = field(default_factory=_Chunks)  # matmul: the second argument
     outputs: list[np.ndarray] = field(default_factory=list)
     in_shape: tuple = ()
 
@@ -142,7 +155,7 @@ class TraceRecorder:
     # -- context management
 
     def __enter__(self) -> "TraceRecorder":
-        compute = [(n, m) for n, m in self.model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        compute = [(n, m) for n, m in self.model.named_modules() if is_compute(m)]
         if not compute:
             raise AccelsimError(f"{type(self.model).__name__} has no nn.Conv2d or nn.Linear layer to record")
         self._restore.append(lambda was=self.model.training: self.model.train(was))
@@ -225,6 +238,8 @@ class TraceRecorder:
             flat = _np(x).reshape(b, -1)
             rec.inputs.add(SparseBatch.from_dense(flat))
             carry = self.tracker.carry_of(x)
+            if getattr(module, "accelsim_product", False) is True:
+                rec.operand.add(SparseBatch.from_dense(_np(args[1]).reshape(b, -1)))
             if rec.masked is None:
                 rec.masked = carry is not None
             elif rec.masked != (carry is not None):
@@ -262,6 +277,8 @@ class TraceRecorder:
 
     @staticmethod
     def _capture_weights(rec: _Layer, module: nn.Module) -> None:
+        if not rec.geometry.has_weight:
+            return  # a matmul: both operands are activations
         w = _np(module.weight)
         mask = getattr(module, "weight_mask", None)
         if isinstance(mask, torch.Tensor):
@@ -296,7 +313,7 @@ class TraceRecorder:
                 continue
             r = self._layers[name]
             g = r.geometry
-            outputs = np.concatenate(r.outputs) if r.outputs else None
+            outputs = np.concatenate(r.outputs).reshape(-1, *g.out_shape) if r.outputs else None
             mshape = g.in_shape if r.mask_params is None or r.mask_params.shape is None \
                 else r.mask_params.shape
             out.append(LayerRecord(
@@ -305,7 +322,8 @@ class TraceRecorder:
                 premask=r.premask.batch(mshape, True) if r.masked else None,
                 act_mask=r.act_mask.batch(mshape, False) if r.masked else None,
                 mask_params=r.mask_params if r.masked else None,
-                outputs=outputs))
+                outputs=outputs,
+                operand=r.operand.batch(g.operand_shape, True) if g.kind == "matmul" else None))
         return out
 
     def unsimulated(self) -> list[dict]:
@@ -335,11 +353,10 @@ def recorded_bytes_per_sample(model: nn.Module, example: torch.Tensor) -> tuple[
     counts = [int(example[:1].numel()), 0]
 
     def count(module, args, output):
-        counts[0] += int(args[0][:1].numel())
+        counts[0] += sum(int(a[:1].numel()) for a in args if isinstance(a, torch.Tensor))
         counts[1] += int(output[:1].numel())
 
-    handles = [m.register_forward_hook(count) for m in model.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [m.register_forward_hook(count) for m in model.modules() if is_compute(m)]
     was = model.training
     model.eval()
     try:

@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LAYER_KINDS = ("conv2d", "linear")
+# conv2d and linear: a weight times one activation vector (or map) per sample. token_linear: a
+# Linear applied to each token of a (T, F) input (transformers). matmul: an activation x
+# activation product (attention scores Q K^T and context A V): per sample, heads H, inputs
+# (H, T, K) times a per-sample operand (H, K, N); no weight.
+LAYER_KINDS = ("conv2d", "linear", "token_linear", "matmul")
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,9 @@ class MaskParams:
 
 @dataclass(frozen=True)
 class LayerGeometry:
-    """Shape of one compute layer. Linear layers use kernel (1, 1), stride 1, padding 0."""
+    """Shape of one compute layer. Linear, token_linear and matmul layers use kernel (1, 1),
+    stride 1, padding 0, dilation 1, groups 1. token_linear: in (T, F), out (T, M), weight
+    (M, F). matmul: in (H, T, K), out (H, T, N), per-sample operand (H, K, N), no weight."""
 
     name: str
     kind: str  # "conv2d" | "linear"
@@ -126,9 +132,25 @@ class LayerGeometry:
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
+        """The weight's shape; () for a matmul (its second operand is an activation)."""
         if self.kind == "linear":
             return (self.out_shape[0], self.in_shape[0])
+        if self.kind == "token_linear":
+            return (self.out_shape[-1], self.in_shape[-1])
+        if self.kind == "matmul":
+            return ()
         return (self.out_shape[0], self.in_shape[0] // self.groups, *self.kernel)
+
+    @property
+    def operand_shape(self) -> tuple[int, ...]:
+        """matmul: the per-sample second operand (H, K, N); () for the other kinds."""
+        if self.kind != "matmul":
+            return ()
+        return (self.in_shape[0], self.in_shape[2], self.out_shape[2])
+
+    @property
+    def has_weight(self) -> bool:
+        return self.kind != "matmul"
 
     @property
     def dense_macs(self) -> int:
@@ -136,6 +158,8 @@ class LayerGeometry:
         m = self.out_shape[0]
         if self.kind == "linear":
             return m * self.in_shape[0]
+        if self.kind in ("token_linear", "matmul"):  # out elements x reduction length
+            return int(np.prod(self.out_shape, dtype=np.int64)) * self.in_shape[-1]
         _, oh, ow = self.out_shape
         c_per_group = self.in_shape[0] // self.groups
         return m * oh * ow * c_per_group * self.kernel[0] * self.kernel[1]
@@ -146,7 +170,7 @@ class LayerRecord:
     """Everything a trace holds about one compute layer, over S samples."""
 
     geometry: LayerGeometry
-    weight: np.ndarray  # float32, geometry.weight_shape, zeros where masked
+    weight: np.ndarray | None  # float32, geometry.weight_shape, zeros where masked; None: matmul
     weight_mask: np.ndarray | None  # bool, same shape; None = nothing masked
     bias: np.ndarray | None  # float32 (M,)
     inputs: SparseBatch  # activations as fed to the layer (after any dynamic mask)
@@ -155,6 +179,7 @@ class LayerRecord:
     mask_params: MaskParams | None = None
     outputs: np.ndarray | None = None  # float32 (S_out, *out_shape), before the non-linearity;
     # S_out <= S: outputs are kept for the first S_out samples (see docs/trace-format.md)
+    operand: SparseBatch | None = None  # matmul only: the second operand (H, K, N) per sample
     extra: dict = field(default_factory=dict)
 
     @property

@@ -129,10 +129,12 @@ def check_meta(meta, where: str, file_bytes: int) -> None:
 def claimed_elements(g: LayerGeometry, num_samples: int) -> dict[str, int]:
     """Dense-equivalent element counts a layer's metadata implies (exact Python ints)."""
     out = {
-        "weight": math.prod(g.weight_shape),
+        "weight": math.prod(g.weight_shape) if g.has_weight else 0,
         "input": num_samples * math.prod(g.in_shape),
         "output": num_samples * math.prod(g.out_shape),
     }
+    if g.kind == "matmul":
+        out["operand"] = num_samples * math.prod(g.operand_shape)
     if g.kind == "conv2d":
         c, h, w = g.in_shape
         out["padded input"] = num_samples * c * (h + 2 * g.padding[0]) * (w + 2 * g.padding[1])
@@ -149,7 +151,9 @@ def check_bounds(g: LayerGeometry, num_samples: int, where: str, file_bytes: int
     if g.kernel[0] * g.kernel[1] > fmt.MAX_KERNEL_TAPS:
         fail(where, f"kernel {g.kernel[0]}x{g.kernel[1]} has more than {fmt.MAX_KERNEL_TAPS:,} "
                     "taps (bounds: docs/trace-format.md, section 4.1)")
-    for what, n in (("weight", math.prod(g.weight_shape)), ("per-sample input", math.prod(g.in_shape))):
+    for what, n in (("weight", math.prod(g.weight_shape) if g.has_weight else 0),
+                    ("per-sample input", math.prod(g.in_shape)),
+                    ("per-sample operand", math.prod(g.operand_shape) if g.operand_shape else 0)):
         if n > fmt.MAX_INDEXED_ELEMENTS:
             fail(where, f"{what} has {n:,} elements; indices are uint32 (at most "
                         f"{fmt.MAX_INDEXED_ELEMENTS:,})")
@@ -180,6 +184,8 @@ def check_layer_json(d, where: str, output_samples: int) -> None:
     if d["weight_encoding"] not in fmt.WEIGHT_ENCODINGS:
         fail(where, f"layer 'weight_encoding' must be 'dense' or 'masked', "
                     f"got {d['weight_encoding']!r}")
+    if d["kind"] == "matmul" and d["weight_encoding"] != "dense":
+        fail(where, "a matmul layer has no weight: its 'weight_encoding' must be 'dense'")
     mask = d["mask"]
     if mask is not None:
         if not isinstance(mask, dict) or "scheme" not in mask:
@@ -202,13 +208,25 @@ def conv_out_size(n: int, k: int, s: int, p: int, d: int) -> int:
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
+_FLAT_KINDS = {"linear": 1, "token_linear": 2, "matmul": 3}  # kind -> in/out shape rank
+
+
 def check_geometry(g: LayerGeometry, where: str) -> None:
     """Shapes agree with the layer kind and the convolution output-size formula."""
-    if g.kind == "linear":
-        if len(g.in_shape) != 1 or len(g.out_shape) != 1:
-            fail(where, f"linear layer needs 1-d in/out shapes, got {g.in_shape} -> {g.out_shape}")
+    if g.kind in _FLAT_KINDS:
+        rank = _FLAT_KINDS[g.kind]
+        shapes = {1: "(F,)", 2: "(T, F)", 3: "(H, T, K)"}[rank]
+        if len(g.in_shape) != rank or len(g.out_shape) != rank:
+            fail(where, f"{g.kind} layer needs {rank}-d in/out shapes {shapes}, got "
+                        f"{tuple(g.in_shape)} -> {tuple(g.out_shape)}")
         if (g.kernel, g.stride, g.padding, g.dilation, g.groups) != ((1, 1), (1, 1), (0, 0), (1, 1), 1):
-            fail(where, "linear layer must have kernel (1, 1), stride 1, padding 0, dilation 1, groups 1")
+            fail(where, f"{g.kind} layer must have kernel (1, 1), stride 1, padding 0, dilation 1, "
+                        "groups 1")
+        if tuple(g.in_shape[:-1]) != tuple(g.out_shape[:-1]):
+            fail(where, f"{g.kind} layer keeps its leading dimensions: input {tuple(g.in_shape)} "
+                        f"cannot give output {tuple(g.out_shape)}")
+        if g.kind == "matmul" and g.has_bias:
+            fail(where, "matmul layer has no bias (has_bias must be false)")
         return
     if g.kind != "conv2d":
         fail(where, f"unknown layer kind {g.kind!r}")
@@ -334,13 +352,21 @@ def check_record(rec: LayerRecord, where: str, num_samples: int, output_samples:
     their values already (check_weights then checks shapes only)."""
     g = rec.geometry
     check_geometry(g, where)
-    if not rec.weights_deferred:
+    if not g.has_weight:
+        if rec.weight is not None or rec.weight_mask is not None:
+            fail(where, "a matmul layer has no weight (its second operand is 'operand')")
+        if rec.operand is None:
+            fail(where, "a matmul layer needs its second operand ('operand')")
+        check_csr(rec.operand, g.operand_shape, num_samples, where, "operand", values=True)
+    elif rec.operand is not None:
+        fail(where, f"a {g.kind} layer has no second operand")
+    elif not rec.weights_deferred:
         check_weights(rec.weight, rec.weight_mask, g, where, values=not weights_checked)
     if g.has_bias != (rec.bias is not None):
         fail(where, f"has_bias is {g.has_bias} but bias is {'present' if rec.bias is not None else 'missing'}")
     if rec.bias is not None:
-        if tuple(rec.bias.shape) != (g.out_shape[0],):
-            fail(where, f"bias shape {tuple(rec.bias.shape)} does not match ({g.out_shape[0]},)")
+        if tuple(rec.bias.shape) != (g.weight_shape[0],):
+            fail(where, f"bias shape {tuple(rec.bias.shape)} does not match ({g.weight_shape[0]},)")
         check_finite(rec.bias, where, "bias")
     check_csr(rec.inputs, g.in_shape, num_samples, where, "inputs", values=True)
     has_mask = rec.mask_params is not None

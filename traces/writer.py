@@ -56,7 +56,10 @@ def encode_layer(index: int, rec: LayerRecord) -> tuple[dict, dict[str, np.ndarr
     name = lambda field: fmt.tensor_name(index, field)  # noqa: E731
     tensors: dict[str, np.ndarray] = {}
     mask = rec.weight_mask
-    if mask is None or bool(np.all(mask)):
+    if rec.operand is not None:  # matmul: no weight, a second per-sample operand
+        encoding = "dense"
+        tensors.update(_encode_csr(rec.operand, name("operand"), True))
+    elif mask is None or bool(np.all(mask)):
         encoding = "dense"
         tensors[name("weight")] = np.ascontiguousarray(rec.weight, dtype=fmt.FLOAT)
     else:

@@ -41,6 +41,11 @@ class Dataflow:
     # counters of the kernel's result shown as report columns of their own (per inference), for
     # what only this array has (e.g. SCNN's multiplier fragmentation)
     report_counters: tuple[str, ...] = ()
+    # transformer kinds this array runs through accelsim.lowering: {kind: "rows" | "pixels"}
+    lowering: dict = dataclasses.field(default_factory=dict)
+    # (part layer, section, weight_mode) -> {"cycles", "busy_pe_cycles", "tail_pe_cycles",
+    # event: count}: what loading a matmul's per-sample operand into the weight storage costs
+    operand_load: Callable[..., dict] | None = None
 
     def section_of(self, arch):
         """This dataflow's section of an ArchConfig."""
@@ -49,25 +54,47 @@ class Dataflow:
     def peak_macs_per_cycle(self, arch) -> int:
         return int(self.multipliers(self.section_of(arch)))
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Every layer kind the array runs: its kernels' own and the lowered ones."""
+        return tuple(self.layer_kinds) + tuple(k for k in self.lowering if k not in self.layer_kinds)
+
     def check_kind(self, layer) -> None:
         kind = layer.geometry.kind
-        if kind not in self.layer_kinds:
+        if kind not in self.kinds:
             raise AccelsimError(
                 f"layer {layer.geometry.name!r}: the {self.name} dataflow runs "
-                f"{', '.join(self.layer_kinds)} layers, not {kind!r}"
+                f"{', '.join(self.kinds)} layers, not {kind!r}"
             )
 
-    def run(self, layer, arch, *, functional: bool, samples=None):
-        """Replay one layer on the fast kernel with the arch's [name] section and modes."""
+    def parts(self, layer):
+        """The accelsim.lowering parts of a transformer layer; None for a kind the kernels run."""
+        style = self.lowering.get(layer.geometry.kind)
+        if style is None or layer.geometry.kind in self.layer_kinds:
+            return None
+        from accelsim.lowering import lowered
+
+        return lowered(layer, style)
+
+    def run(self, layer, arch, *, functional: bool, samples=None, reference: bool = False):
+        """Replay one layer on the fast kernel (or, with reference, the per-cycle reference)
+        with the arch's [name] section and modes; transformer kinds run as their lowered parts."""
         self.check_kind(layer)
-        return self.kernel(
-            layer,
-            **dataclasses.asdict(self.section_of(arch)),
-            act_mode=arch.sparsity.activations,
-            weight_mode=arch.sparsity.weights,
-            functional=functional,
-            samples=samples,
-        )
+        kw = dict(dataclasses.asdict(self.section_of(arch)), act_mode=arch.sparsity.activations,
+                  weight_mode=arch.sparsity.weights)
+        fn = self.reference if reference else self.kernel
+        parts = self.parts(layer)
+        if parts is None:
+            return fn(layer, **kw, functional=functional, samples=samples)
+        from accelsim.lowering import run_lowered
+
+        section = self.section_of(arch)
+        load = None
+        if self.operand_load is not None:
+            load = lambda part: self.operand_load(part, section, kw["weight_mode"])  # noqa: E731
+        return run_lowered(layer, parts,
+                           lambda part, rows: fn(part, **kw, functional=functional, samples=rows),
+                           load, samples, functional)
 
 
 @cache

@@ -52,6 +52,25 @@ def weight_bytes(layer, arch) -> np.ndarray:
     return -(-rows * per_row * arch.memory.weight_entry_bits // 8)
 
 
+def operand_load(part, sec, weight_mode: str) -> dict:
+    """Loading a matmul's per-sample operand as a layer's filters (docs/hardware-model.md,
+    "Transformer layers"): every element is read from the activation memory and written, dense,
+    into the synapse buffer of the unit holding its filter; each unit writes one weight per lane
+    per cycle, all units at once, and the product waits for the slowest unit."""
+    geo = part.geometry
+    per_row = int(np.prod(geo.weight_shape[1:]))
+    f = sec.units * sec.filters_per_unit
+    unit_of = (np.arange(geo.weight_shape[0]) % f) // sec.filters_per_unit
+    weights = np.bincount(unit_of, minlength=sec.units).astype(np.int64) * per_row
+    unit_cycles = -(-weights // sec.lanes)
+    cycles = int(unit_cycles.max(initial=0))
+    busy = int(weights.sum())  # lane-cycles writing a weight
+    return {"cycles": cycles, "busy_pe_cycles": busy,
+            "tail_pe_cycles": cycles * sec.units * sec.lanes - busy,
+            "pe_cycle": cycles * sec.units * sec.lanes, "weight_write": int(weights.sum()),
+            "act_read": int(weights.sum())}
+
+
 DATAFLOW = Dataflow(
     name="cnvlutin",
     section=CnvlutinSection,
@@ -62,4 +81,6 @@ DATAFLOW = Dataflow(
     weight_bytes=weight_bytes,
     multipliers=lambda sec: sec.units * sec.lanes * sec.filters_per_unit,
     doc="Cnvlutin-style zero-free activation bricks, dense weights",
+    lowering={"token_linear": "pixels", "matmul": "pixels"},
+    operand_load=operand_load,
 )

@@ -64,6 +64,24 @@ def weight_bytes(layer, arch) -> np.ndarray:
     return -(-rows_per_pe.astype(np.int64) * per_row * arch.arch.data_bits // 8)
 
 
+def operand_load(part, sec, weight_mode: str) -> dict:
+    """Loading a matmul's per-sample operand as a layer's weights (docs/hardware-model.md,
+    "Transformer layers"): every element is read from the activation SRAM and, when weights are
+    skipped, examined by the non-zero detector; each PE writes its own slice's stored entries
+    (compressed, padding included, or its dense rows), one per cycle, all PEs at once. The
+    product waits for the slowest PE."""
+    from accelsim.dataflows.eie.encoding import layer_columns
+
+    per_pe = layer_columns(part, sec.num_pes, sec.index_bits).entries(weight_mode).sum(axis=1)
+    cycles = int(per_pe.max(initial=0))
+    elements = int(np.prod(part.geometry.weight_shape))
+    return {"cycles": cycles, "busy_pe_cycles": int(per_pe.sum()),
+            "tail_pe_cycles": cycles * sec.num_pes - int(per_pe.sum()),
+            "pe_cycle": cycles * sec.num_pes, "weight_write": int(per_pe.sum()),
+            "act_read": elements,
+            "nzd": elements if weight_mode == "skip" else 0}
+
+
 DATAFLOW = Dataflow(
     name="eie",
     section=EieSection,
@@ -74,4 +92,6 @@ DATAFLOW = Dataflow(
     weight_bytes=weight_bytes,
     multipliers=lambda sec: sec.num_pes,
     doc="EIE-style activation broadcast, compressed weights (one MAC per PE per cycle)",
+    lowering={"token_linear": "rows", "matmul": "rows"},
+    operand_load=operand_load,
 )

@@ -58,6 +58,15 @@ def _memory(layer, arch, cycles_per_sample):
     return memory_traffic(layer, arch, cycles_per_sample)
 
 
+def operand_load(part, sec, weight_mode: str) -> dict:
+    """A matmul's per-sample operand is moved into the filter SRAM (read from where its producer
+    wrote it, written as filter words); the array then runs the GEMM as for any weight, so the
+    stationary fill stays inside every fold's timing. The move overlaps the previous head's
+    folds (double-buffered SRAM, as SCALE-Sim assumes for every operand): no cycles."""
+    elements = int(np.prod(part.geometry.weight_shape))
+    return {"cycles": 0, "weight_write": elements, "act_read": elements}
+
+
 DATAFLOW = Dataflow(
     name="systolic",
     section=SystolicSection,
@@ -69,4 +78,6 @@ DATAFLOW = Dataflow(
     multipliers=lambda sec: sec.rows * sec.cols,
     doc="Systolic array (os/ws/is) with SCALE-Sim v3's fold timing; N:M structured weights",
     memory=_memory,
+    lowering={"token_linear": "pixels", "matmul": "pixels"},
+    operand_load=operand_load,
 )
