@@ -170,6 +170,8 @@ def hardware_report() -> str:
         # trace has no dynamic mask, so the summary pairs it across top-k units.
         for _, r in summary(report).iterrows():
             t = r["trace"]
+            if r["model"] == "vit":  # its own section (vit_report)
+                continue
             unit = f"{masks[t]} ({units[t]})" if t in units.index else "-"
             lines.append(
                 f"| {t.replace('.trace.safetensors', '')} | {arch} | {unit} | {r['cycles']:,.0f} | "
