@@ -22,8 +22,10 @@ TRACE = ".trace.safetensors"
 @pytest.fixture(scope="module")
 def golden():
     """Both golden reports: 8 reference traces (dense, WP, JP, JP threshold; MLP-3 and LeNet-4)
-    on eie64 and cnvlutin, threshold traces on the arrays' threshold-unit variants."""
-    return pd.concat([pd.read_csv(golden_path(a)) for a in ("eie64", "cnvlutin")], ignore_index=True)
+    on eie64 and cnvlutin, threshold traces on the arrays' threshold-unit variants (the ViT
+    traces, also in the golden files, are left out: these checks are written for the CNNs)."""
+    both = pd.concat([pd.read_csv(golden_path(a)) for a in ("eie64", "cnvlutin")], ignore_index=True)
+    return both[both["model"].isin(["mlp3", "lenet4"])].reset_index(drop=True)
 
 
 def drawn(monkeypatch, draw, report, tmp_path):
