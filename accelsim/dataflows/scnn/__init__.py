@@ -58,6 +58,20 @@ def weight_bytes(layer, arch) -> np.ndarray:
     return per
 
 
+def operand_load(part, sec, weight_mode: str) -> dict:
+    """Loading a matmul's per-sample operand as a layer's weights (docs/hardware-model.md,
+    "Transformer layers"): SCNN keeps no weights on chip but streams each group's weights into
+    the PEs' weight FIFOs, so the operand, which its producer wrote into the activation RAM, is
+    read from there, examined by the non-zero detector when weights are skipped, and written as
+    weight entries (non-zeros only when skipped) for the broadcast. The move overlaps the
+    previous head's groups, as SCNN's weight stream overlaps compute: no cycles."""
+    w = np.asarray(part.weight)
+    elements = int(w.size)
+    skip = weight_mode == "skip"
+    return {"cycles": 0, "act_read": elements, "nzd": elements if skip else 0,
+            "weight_write": int(np.count_nonzero(w)) if skip else elements}
+
+
 DATAFLOW = Dataflow(
     name="scnn",
     section=ScnnSection,
@@ -71,4 +85,6 @@ DATAFLOW = Dataflow(
         "activations per PE, planar tiles, accumulator banks",
     report_counters=("fragmentation_slots", "imbalance_pe_cycles", "bank_conflict_cycles",
                      "discarded_products", "halo_psums"),
+    lowering={"token_linear": "pixels", "matmul": "pixels"},
+    operand_load=operand_load,
 )
