@@ -390,10 +390,12 @@ def trace_mask_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[st
     layers = dict(compute_layers(model))
     mask_out: dict[int, str] = {}
     fed: dict[str, str] = {}
+    alive: list[torch.Tensor] = []  # no storage is freed and reused while the forward runs
 
     def on_mask(name):
         def hook(module, args, output):
             out = output.clone()  # a fresh storage, so only real consumers match
+            alive.append(out)
             mask_out[out.untyped_storage().data_ptr()] = name
             return out
 
