@@ -129,7 +129,6 @@ def _head_part(layer: LayerRecord, s: int, h: int, style: str) -> Part:
     # sample s, head h: flat input index (h * T + row) * K + col
     keep = lambda smp, i: i // (t * k)  # noqa: E731
     sub = layer.inputs.rows(s, s + 1)
-    lo, hi = int(sub.indptr[0]), int(sub.indptr[1])
     mine = keep(0, np.asarray(sub.indices).astype(np.int64)) == h
     head = _csr(g.in_shape, np.array([0, int(mine.sum())]), np.asarray(sub.indices)[mine] - h * t * k,
                 np.asarray(sub.values)[mine])

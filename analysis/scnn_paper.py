@@ -28,8 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from accelsim.traces.schema import LayerGeometry
 
 HIDDEN_ACT_DENSITY = 0.5

@@ -252,9 +252,9 @@ def _scnn_kernel(x, s_base, geo, cfg, tile_rows, tile_cols, wk, wy, wx, wv, woff
     """Per task (sample, conv group, output-channel group): every PE's steps in order, the
     group's time (slowest PE) and its counters in stats[s, group]. wy, wx: the weights' kernel
     offsets times the dilation."""
-    C, H, W, M, OH, OW, sy, sx, py, px, groups = (
+    C, _H, _W, _M, OH, OW, sy, sx, py, px, groups = (
         geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7], geo[8], geo[9], geo[10])
-    PR, PC, F, I, A, KC, NQ, amode, wmode, same = (cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5],
+    PR, PC, F, I, A, _KC, NQ, amode, wmode, same = (cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5],
                                                    cfg[6], cfg[7], cfg[8], cfg[9])
     cg = C // groups
     amask = A - 1 if A & (A - 1) == 0 else -1  # a power-of-two bank count: mask, not modulo
