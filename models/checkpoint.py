@@ -61,6 +61,21 @@ def software_versions() -> dict:
             "numpy": numpy.__version__, "accelsim": accelsim.__version__}
 
 
+def hardware_info() -> dict:
+    """Where the weights were computed: results record the machine they ran on (a CPU recipe
+    must stay reproducible wherever a long run was done)."""
+    import os
+
+    cpu = platform.processor() or None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"device": "cpu", "cpu": cpu, "machine": platform.machine() or None,
+            "logical_cpus": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads())}
+
+
 def resolve_checkpoint_dir(path) -> Path:
     """A checkpoint directory, or a training run directory holding `checkpoint/`."""
     p = Path(path)
@@ -102,6 +117,7 @@ def save_checkpoint(out_dir, model: nn.Module, info: dict) -> Path:
         "weight_masks": {k: {"density": float(v.float().mean()), "shape": list(v.shape)}
                          for k, v in sorted(masks.items())},
         "software": software_versions(),
+        "hardware": hardware_info(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     meta.setdefault("command", list(sys.argv))

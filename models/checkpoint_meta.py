@@ -142,6 +142,7 @@ FIELDS: dict[str, Check] = {
     "weight_masks": mapping(values=mapping(keys={
         "density": _fraction, "shape": list_of(number(0, integer=True))})),
     "software": mapping(values=string(nullable=True)),
+    "hardware": mapping(values=string(nullable=True)),
     "created": string(),
     "tensors": mapping(keys={f: mapping(values=_crc) for f in TENSOR_FILES},
                        required=TENSOR_FILES),

@@ -1,6 +1,7 @@
 """Checkpoint directory: round trip, explicit masks, atomic writes, clear errors."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -46,6 +47,10 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     assert meta["activation_masks"]["fc2"]["scheme"] == "threshold-prediction"
     assert meta["weight_masks"]["conv2.weight.mask"]["density"] == pytest.approx(0.1, abs=1e-4)
     assert set(meta["software"]) >= {"python", "torch", "numpy", "accelsim"}
+    # where it ran: results from a borrowed machine must say so
+    assert meta["hardware"]["device"] == "cpu"
+    assert meta["hardware"]["logical_cpus"] == str(os.cpu_count())
+    assert meta["hardware"]["torch_threads"] == str(torch.get_num_threads())
     for name, mod in zoo.compute_layers(loaded):
         assert torch.equal(mod.weight_mask, dict(zoo.compute_layers(model))[name].weight_mask)
     assert M.dropout_in_front(loaded, (1, 28, 28))["fc2"].p == 0.2
