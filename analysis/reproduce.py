@@ -113,6 +113,15 @@ def _runtime_s(ckpt: Path) -> float:
     return sum(h.get("seconds", 0.0) for h in info["metrics"]["history"])
 
 
+def _ran_on(ckpt: Path) -> str:
+    """Where a run's weights were computed (its checkpoint's `hardware` field)."""
+    hw = json.loads((ckpt / "checkpoint" / "checkpoint.json").read_text()).get("hardware")
+    if not hw:
+        return "not recorded"
+    return (f"{hw.get('device')}, {hw.get('logical_cpus')} logical CPUs, "
+            f"{hw.get('torch_threads')} torch threads")
+
+
 def report(runs: Path, plan, data_dir: str | None, with_validation: bool = False) -> str:
     """Markdown: per model, one row per method (accuracy, weight %, act %, MAC %), then the
     per-layer tables of the JP run. with_validation adds the held-out validation accuracy."""
@@ -131,15 +140,16 @@ def report(runs: Path, plan, data_dir: str | None, with_validation: bool = False
         val_head = " validation accuracy (held-out training images) |" if with_validation else ""
         out += [f"### {model}", "",
                 "| method | accuracy (test images) |" + val_head + " Weight % | Acti % | MAC % (paper est.) | "
-                "MAC % (exact) | train time (2 cores) |",
-                "|---|---:|" + ("---:|" if with_validation else "") + "---:|---:|---:|---:|---:|"]
+                "MAC % (exact) | train time | ran on |",
+                "|---|---:|" + ("---:|" if with_validation else "") + "---:|---:|---:|---:|---:|---|"]
         for method, r, secs in rows:
             val = ""
             if with_validation:
                 acc, n = validation_accuracy(run_dir(runs, model, method), data_dir)
                 val = f" {100 * acc:.2f} ({n:,}) |"
             out.append(f"| {method} | {100 * r.accuracy:.2f} ({r.num_samples:,}) |{val} {r.weight_pct:.1f} | "
-                       f"{r.act_pct:.1f} | {r.mac_pct_estimate:.2f} | {r.mac_pct_exact:.2f} | {secs / 60:.1f} min |")
+                       f"{r.act_pct:.1f} | {r.mac_pct_estimate:.2f} | {r.mac_pct_exact:.2f} | {secs / 60:.1f} min | "
+                       f"{_ran_on(run_dir(runs, model, method))} |")
         out.append("")
         for method, r, _ in rows:
             if method == "jp":

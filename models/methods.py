@@ -325,7 +325,8 @@ class WeightPruning(Method):
 
 class JointPruning(Method):
     """JPnet: top-k activation masks + L1 weights + threshold weight pruning (static masks);
-    warm-up with the original optimizer at reduced lr, then Adadelta."""
+    warm-up with the original optimizer at reduced lr, then Adadelta (or, with
+    fine_tune_optimizer="recipe", the original optimizer at the warm-up rate)."""
 
     name = "jp"
 
@@ -337,7 +338,10 @@ class JointPruning(Method):
     def optimizer_spec(self, epoch):
         r = self.recipe
         decay = r.lr_gamma ** sum(1 for m in r.lr_milestones if epoch >= m)
-        if epoch < self.p.warmup_epochs:
+        if self.p.fine_tune_optimizer not in ("adadelta", "recipe"):
+            raise ValueError(f"jp fine_tune_optimizer {self.p.fine_tune_optimizer!r}: "
+                             "choose adadelta or recipe")
+        if epoch < self.p.warmup_epochs or self.p.fine_tune_optimizer == "recipe":
             return OptimSpec(r.optimizer, r.lr * self.p.warmup_lr_scale * decay, r.momentum,
                              r.weight_decay, r.nesterov)
         return OptimSpec("adadelta", self.p.adadelta_lr * decay, 0.0, r.weight_decay)

@@ -141,6 +141,8 @@ def _run_key(model_name, recipe: Recipe, seed, limit_train, from_dir) -> dict:
     r.pop("epochs")
     if r.get("jp") is not None and not r["jp"].get("thresholds"):
         r["jp"].pop("thresholds", None)  # so runs saved before the field existed still resume
+    if r.get("jp") is not None and r["jp"].get("fine_tune_optimizer") == "adadelta":
+        r["jp"].pop("fine_tune_optimizer", None)  # likewise
     return {"model": model_name, "recipe": r, "seed": seed, "limit_train": limit_train,
             "from": str(Path(from_dir).resolve()) if from_dir else None}
 

@@ -208,3 +208,21 @@ def test_onecycle_lr_shape_and_the_loop_follows_it_per_step(mnist, tmp_path):
     steps = 2 * 1280 // 64
     assert state["step"] == steps and group["nesterov"]
     assert group["lr"] == pytest.approx(0.2 * lr_factor(rec, steps - 1, steps))
+
+
+def test_jp_fine_tune_optimizer_keeps_the_recipes_own_after_the_warm_up():
+    from dataclasses import replace
+
+    from accelsim.models.methods import JointPruning
+    from accelsim.models.recipes import get_recipe
+
+    r = get_recipe("convnet5", "jp", "paper")
+    paper = JointPruning(r)
+    assert paper.optimizer_spec(0).name == "sgd" and paper.optimizer_spec(5).name == "adadelta"
+    kept = JointPruning(replace(r, weight_decay=5e-4,
+                                jp=replace(r.jp, fine_tune_optimizer="recipe")))
+    late = kept.optimizer_spec(r.lr_milestones[0])  # after the first cut: warm-up rate / 10
+    assert (late.name, late.nesterov, late.weight_decay) == ("sgd", r.nesterov, 5e-4)
+    assert late.lr == pytest.approx(r.lr * r.jp.warmup_lr_scale * r.lr_gamma)
+    with pytest.raises(ValueError, match="choose adadelta or recipe"):
+        JointPruning(replace(r, jp=replace(r.jp, fine_tune_optimizer="adam"))).optimizer_spec(5)
