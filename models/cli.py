@@ -51,8 +51,9 @@ def run_dir_write_errors(out_dir):
               help="FILE.py:FACTORY models: mask the output of these modules (module name or "
                    "class name, e.g. ReLU; by class the last one is left out). Repeatable.")
 @click.option("--weight-density", default=None,
-              help="FILE.py:FACTORY models: target weight density of every compute layer for "
-                   "wp/jp/l0/greg: a number or a JSON object {layer: density}. Default 0.25.")
+              help="wp/jp/l0/greg: target weight density per compute layer, a number (every "
+                   "layer) or a JSON object {layer: density} (zoo models: over the recipe's, "
+                   "which come from the papers' tables; FILE.py:FACTORY models: default 0.25).")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default="dense", show_default=True)
 @click.option("--recipe", default=None, help="Recipe name: paper (default), fast or quick.")
 @click.option("--from", "from_ckpt", default=None, type=click.Path(),
@@ -97,10 +98,12 @@ def train_cmd(model_name, dataset, mask_before, mask_after, weight_density, meth
                               limit_train, limit_test, eps, winner_rates, budget, threads,
                               no_progress)
         return _summary(info, out_dir)
-    if dataset or mask_before or mask_after or weight_density:
-        raise AccelsimError("--dataset, --mask-before, --mask-after and --weight-density apply "
-                            "to FILE.py:FACTORY models (zoo models have their own)")
+    if dataset or mask_before or mask_after:
+        raise AccelsimError("--dataset, --mask-before and --mask-after apply to FILE.py:FACTORY "
+                            "models (zoo models have their own)")
     rec = get_recipe(model_name, method, recipe)
+    if weight_density is not None:
+        rec = _with_weight_density(rec, _json_or_number(weight_density, "--weight-density"))
     if eps is not None:
         if rec.jp is None:
             raise AccelsimError("--eps applies to --method jp only")
@@ -125,6 +128,26 @@ def train_cmd(model_name, dataset, mask_before, mask_after, weight_density, meth
                      model_options={"activation": activation} if activation else None,
                      command=["accelsim", *sys.argv[1:]])
     _summary(info, out_dir)
+
+
+def _with_weight_density(rec, value):
+    """The recipe with --weight-density over its per-layer targets (names checked)."""
+    from dataclasses import replace
+
+    from accelsim.errors import AccelsimError
+
+    if rec.prune is None or not rec.prune.weight_density:
+        raise AccelsimError(f"--weight-density: the {rec.method} recipe of {rec.model} prunes no "
+                            "weights (it applies to wp, jp, l0, greg1, greg2)")
+    layers = rec.prune.weight_density
+    if not isinstance(value, dict):
+        value = {name: value for name in layers}
+    unknown = sorted(set(value) - set(layers))
+    if unknown:
+        raise AccelsimError(f"--weight-density: unknown layer {', '.join(unknown)} ({rec.model} "
+                            f"prunes {', '.join(layers)})")
+    dens = {**layers, **{k: float(v) for k, v in value.items()}}
+    return replace(rec, prune=replace(rec.prune, weight_density=dens))
 
 
 def _json_or_number(text: str | None, option: str):

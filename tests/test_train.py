@@ -1,5 +1,6 @@
 """The training loop on real MNIST subsets: learns, resumes exactly, prunes to the targets."""
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -156,6 +157,20 @@ def test_cli_train_and_its_errors(tmp_path, capsys, mnist):
     assert r.exit_code == 0, r.output
     assert "test accuracy" in r.output and "on 100 images" in r.output
     assert (tmp_path / "c" / "checkpoint" / "checkpoint.json").is_file()
+    # --weight-density over a zoo recipe's per-layer targets: the named layer only
+    r = CliRunner().invoke(cli, ["train", "--model", "mlp3", "--method", "jp", "--recipe", "quick",
+                                 "--from", str(tmp_path / "c"), "--weight-density", '{"fc1": 0.3}',
+                                 "--limit-train", "256", "--limit-test", "100", "--out",
+                                 str(tmp_path / "w"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((tmp_path / "w" / "checkpoint" / "checkpoint.json").read_text())
+    assert _density(info) == {"fc1": 0.3, "fc2": 0.11, "fc3": 0.2}
+    for extra, message in (([], "unknown layer conv9 (mlp3 prunes fc1, fc2, fc3)"),
+                           (["--method", "dense"], "the dense recipe of mlp3 prunes no weights")):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--model", "mlp3", "--method", "jp", *extra, "--weight-density",
+                  '{"conv9": 0.5}', "--out", str(tmp_path / "x")])
+        assert e.value.code == 2 and message in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["train", "--model", "mlp3", "--method", "jp", "--from", str(tmp_path / "missing"),
               "--out", str(tmp_path / "d")])
