@@ -123,8 +123,9 @@ def _ran_on(ckpt: Path) -> str:
     hw = json.loads((ckpt / "checkpoint" / "checkpoint.json").read_text()).get("hardware")
     if not hw:
         return "not recorded"
+    threads = hw.get("torch_threads")
     return (f"{hw.get('device')}, {hw.get('logical_cpus')} logical CPUs, "
-            f"{hw.get('torch_threads')} torch threads")
+            f"{threads} torch thread{'' if threads == '1' else 's'}")
 
 
 def report(runs: Path, plan, data_dir: str | None, with_validation: bool = False) -> str:
