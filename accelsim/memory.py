@@ -48,9 +48,9 @@ def memory_traffic(layer: LayerRecord, arch, cycles_per_sample: np.ndarray) -> M
         w_total = -(-sum(int(b.sum()) for b in stored) // (1 if geo.kind != "matmul" else
                                                           layer.inputs.num_samples))
     weights_on_chip = w_unit <= arch.memory.weight_sram_bytes_per_pe
-    act_elems = int(np.prod(geo.in_shape)) + int(np.prod(geo.out_shape))
+    act_elems = math.prod(geo.in_shape) + math.prod(geo.out_shape)
     if geo.kind == "matmul":
-        act_elems += int(np.prod(geo.operand_shape))
+        act_elems += math.prod(geo.operand_shape)
     act_bytes = -(-act_elems * arch.arch.data_bits // 8)
     acts_on_chip = math.ceil(act_bytes / units) <= arch.memory.act_sram_bytes_per_pe
     per_sample = (0 if weights_on_chip else w_total) + (0 if acts_on_chip else act_bytes)

@@ -8,6 +8,7 @@ and `energy_hash` tell apart what labels cannot (two files with the same stem).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any, Mapping, Sequence
@@ -19,8 +20,10 @@ def short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
 
 
+@functools.lru_cache(maxsize=4096)
 def config_json(arch) -> str:
-    """The resolved configuration as canonical JSON (sorted keys, no spaces)."""
+    """The resolved configuration as canonical JSON (sorted keys, no spaces); once per
+    configuration (an ArchConfig is frozen and hashable; a sweep labels every point's rows)."""
     return json.dumps(arch.to_dict(), sort_keys=True, separators=(",", ":"))
 
 

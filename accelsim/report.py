@@ -72,22 +72,27 @@ def totals(report: pd.DataFrame) -> pd.DataFrame:
     ]
     summed += [c for c in ("iso_cycles", "iso_time_us") if c in report.columns]
     energy_cols = [c for c in report.columns if c.startswith("energy_") and c.endswith("_pj") and c != "energy_pj"]
-    out = report.groupby(keys, sort=False, dropna=False)[summed + energy_cols].sum().reset_index()
-    busy = report.groupby(keys, sort=False, dropna=False).apply(
-        lambda g: (g["busy_pe_cycles"].sum() / (g["units"] * g["compute_cycles"]).sum())
-        if (g["units"] * g["compute_cycles"]).sum()
-        else 1.0,
-        include_groups=False,
-    )
-    out["load_balance"] = busy.to_numpy()
+    grouped = report.groupby(keys, sort=False, dropna=False)
+    out = grouped[summed + energy_cols].sum().reset_index()
+    # busy PE cycles over PE cycles per run; 1.0 where the array ran no cycles
+    work = report[keys].assign(_busy=report["busy_pe_cycles"],
+                               _pe=report["units"] * report["compute_cycles"])
+    sums = work.groupby(keys, sort=False, dropna=False)[["_busy", "_pe"]].sum()
+    busy, pe = sums["_busy"].to_numpy(dtype=float), sums["_pe"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["load_balance"] = np.where(pe != 0, busy / pe, 1.0)
     if {"ops", "simulated", "ops_listed"} <= set(report.columns):
-        from accelsim.coverage import coverage_pct
-
-        cover = report.groupby(keys, sort=False, dropna=False).apply(
-            lambda g: coverage_pct(g["ops"], g["simulated"].astype(bool), g["ops_listed"]),
-            include_groups=False)
-        out["ops"] = report.groupby(keys, sort=False, dropna=False)["ops"].sum().to_numpy()
-        out["coverage_pct"] = cover.to_numpy()
+        # coverage.coverage_pct per run, column-wise
+        ops = report["ops"].astype(float)
+        work = report[keys].assign(_ops=ops, _sim=ops.where(report["simulated"].astype(bool), 0.0),
+                                   _listed=report["ops_listed"].astype(bool))
+        agg = work.groupby(keys, sort=False, dropna=False).agg(
+            total=("_ops", "sum"), sim=("_sim", "sum"), listed=("_listed", "all"))
+        total = agg["total"].to_numpy(dtype=float)
+        out["ops"] = grouped["ops"].sum().to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["coverage_pct"] = np.where(agg["listed"].to_numpy(dtype=bool) & (total > 0),
+                                           100.0 * agg["sim"].to_numpy(dtype=float) / total, np.nan)
     return out
 
 
@@ -141,7 +146,11 @@ def hardware_key(report: pd.DataFrame) -> pd.Series:
         config.pop("topk", None)
         return json.dumps(config, sort_keys=True)
 
-    hw = report["arch_config"].map(key) if "arch_config" in report.columns else report["arch"].astype(str)
+    if "arch_config" in report.columns:  # one parse per distinct configuration (a sweep: per point)
+        blobs = report["arch_config"]
+        hw = blobs.map({blob: key(blob) for blob in blobs.drop_duplicates()})
+    else:
+        hw = report["arch"].astype(str)
     if "energy_hash" in report.columns:
         hw = hw + "|" + report["energy_hash"].astype(str)
     return hw
@@ -163,55 +172,64 @@ def summary(report: pd.DataFrame) -> pd.DataFrame:
     switched off), and against the dense (unpruned, method "dense") and weight-pruned (method
     "wp") traces of the same model on the same array, when those were run: in the same run, or
     (a trace without dynamic masks, whose figures do not depend on the top-k unit) on the same
-    hardware and energy table with another top-k unit."""
+    hardware and energy table with another top-k unit. Column-wise over all runs at once (a
+    sweep summarises hundreds)."""
     report = current_names(report)
     tot = totals(report)
     keys = run_keys(tot)
     tot = tot.merge(_references(report, keys), on=keys, how="left")
-    sparse = tot[tot["variant"] == "sparse"].copy()
-    baseline = tot[tot["variant"] == BASELINE].set_index(keys)
-    rows = []
-    for _, r in sparse.iterrows():
-        key = tuple(r[k] for k in keys)
-        b = baseline.loc[key] if key in baseline.index else None
-        entry = {
-            "trace": r["trace"],
-            "model": r["model"],
-            "method": r["method"],
-            **{k: r[k] for k in keys[1:]},
-            "cycles": r["cycles"],
-            **({"iso_cycles": r["iso_cycles"]} if "iso_cycles" in r else {}),
-            "energy_uj": r["energy_pj"] * 1e-6,
-            "mac_pct": 100.0 * r["effective_macs"] / r["dense_macs"] if r["dense_macs"] else float("nan"),
-            "load_balance": r["load_balance"],
-            # share of the network's operations (a MAC = 2) in the simulated layers; NaN when
-            # the trace does not list its other ops
-            "coverage_pct": r["coverage_pct"] if "coverage_pct" in r else float("nan"),
-            "speedup_vs_baseline": _ratio(b, r, "cycles"),
-            "energy_ratio_vs_baseline": _ratio(b, r, "energy_pj"),
-        }
-        same_run = np.logical_and.reduce([sparse[k] == r[k] for k in keys[1:]])
-        same_hw = (sparse["_hw"] == r["_hw"]) & ~sparse["_masked"].astype(bool)
-        for method, suffix in REFERENCE_TRACES.items():
-            mine = (sparse["method"] == method) & (sparse["model"] == r["model"])
-            ref = sparse[mine & same_run]
-            ref = ref if len(ref) else sparse[mine & same_hw]
-            if len(ref) and r["method"] != method:
-                entry[f"speedup_vs_{suffix}"] = _ratio(ref.iloc[0], r, "cycles")
-                entry[f"energy_ratio_vs_{suffix}"] = _ratio(ref.iloc[0], r, "energy_pj")
-        rows.append(entry)
-    frame = pd.DataFrame(rows)
-    order = [c for c in frame.columns if "_vs_" not in c]
-    order += [f"{q}_vs_{s}" for s in (BASELINE, *REFERENCE_TRACES.values())
-              for q in ("speedup", "energy_ratio") if f"{q}_vs_{s}" in frame.columns]
-    return frame[order]
+    sparse = tot[tot["variant"] == "sparse"].reset_index(drop=True)
+    if sparse.empty:
+        return pd.DataFrame()
+    baseline = tot[tot["variant"] == BASELINE].drop_duplicates(subset=keys)
+    base = sparse[keys].merge(baseline[keys + ["cycles", "energy_pj"]], on=keys, how="left")
+    frame = sparse[["trace", "model", "method", *keys[1:], "cycles"]].copy()
+    if "iso_cycles" in sparse.columns:
+        frame["iso_cycles"] = sparse["iso_cycles"]
+    frame["energy_uj"] = sparse["energy_pj"] * 1e-6
+    dense = sparse["dense_macs"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frame["mac_pct"] = np.where(dense != 0, 100.0 * sparse["effective_macs"] / dense, np.nan)
+    frame["load_balance"] = sparse["load_balance"]
+    # share of the network's operations (a MAC = 2) in the simulated layers; NaN when the
+    # trace does not list its other ops
+    frame["coverage_pct"] = sparse["coverage_pct"] if "coverage_pct" in sparse.columns else np.nan
+    frame["speedup_vs_baseline"] = _ratios(base["cycles"], sparse["cycles"])
+    frame["energy_ratio_vs_baseline"] = _ratios(base["energy_pj"], sparse["energy_pj"])
+    for method, suffix in REFERENCE_TRACES.items():
+        ref = _reference_rows(sparse, method, keys[1:])
+        if ref["_found"].any():
+            frame[f"speedup_vs_{suffix}"] = _ratios(ref["cycles"], sparse["cycles"])
+            frame[f"energy_ratio_vs_{suffix}"] = _ratios(ref["energy_pj"], sparse["energy_pj"])
+    return frame
 
 
-def _ratio(reference, row, column: str) -> float:
-    """reference[column] / row[column]: how many times fewer cycles or less energy the row takes."""
-    if reference is None or not row[column]:
-        return float("nan")
-    return reference[column] / row[column]
+def _reference_rows(sparse: pd.DataFrame, method: str, run: list[str]) -> pd.DataFrame:
+    """Per row of `sparse`: the cycles and energy of the first trace of the same model with
+    `method` in the same run (the same `run` columns), else on the same hardware without
+    dynamic masks (see summary), and whether one was found (never for rows of that method)."""
+    mine = sparse[sparse["method"] == method]
+    n = len(sparse)
+    ref = {"cycles": np.full(n, np.nan), "energy_pj": np.full(n, np.nan),
+           "_found": np.zeros(n, dtype=bool)}
+    for on, pool in ((["model", "_hw"], mine[~mine["_masked"].astype(bool)]),
+                     (["model", *run], mine)):  # the same run last: it wins
+        pool = pool.dropna(subset=on).drop_duplicates(subset=on)  # the first; NaN matches nothing
+        hit = sparse[on].merge(pool[[*on, "cycles", "energy_pj"]].assign(_found=True), on=on,
+                               how="left")
+        take = hit["_found"].notna().to_numpy() & (sparse["method"] != method).to_numpy()
+        for col in ("cycles", "energy_pj"):
+            ref[col][take] = hit[col].to_numpy(dtype=float)[take]
+        ref["_found"] |= take
+    return pd.DataFrame(ref)
+
+
+def _ratios(reference: pd.Series, row: pd.Series) -> np.ndarray:
+    """reference / row: how many times fewer cycles or less energy the row takes (NaN where
+    there is no reference or the row's figure is 0)."""
+    ref, own = reference.to_numpy(dtype=float), row.to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((own != 0) & ~np.isnan(ref), ref / own, np.nan)
 
 
 def write_report(report: pd.DataFrame, path: str | Path) -> None:

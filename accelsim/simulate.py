@@ -312,12 +312,13 @@ class LoadedTrace:
     """An open trace whose layers, once loaded and validated, stay loaded, each carrying a
     content key so their weight-side encodings are found on disk (accelsim.encoded).
 
-    Weights are read lazily (reader: defer_weights) when this very file's weights passed
-    their checks before: the cache remembers the check under the file's identity (device,
+    Weights and recorded outputs are read lazily (reader: defer_weights) when this very file's
+    weights and outputs passed their checks before: the cache remembers the check under the
+    file's identity (device,
     inode, size, modification and status-change times, and the content id). Any write to the
     file changes its status-change time, so a modified or replaced file, or a copy, is read
     and checked again; what is trusted is that a file the system reports unchanged holds the
-    bytes that were checked. Without a cache (ACCELSIM_CACHE=off) every weight is read."""
+    bytes that were checked. Without a cache (ACCELSIM_CACHE=off) everything is read."""
 
     def __init__(self, path, stat=None):
         from accelsim.encoded import trace_content_id
@@ -340,7 +341,7 @@ class LoadedTrace:
             layer.extra["content_key"] = f"{self.content_id}-{index}"
             checked = ("weights_checked", (self.identity,))
             if not is_done(layer, *checked):
-                layer.weight  # noqa: B018 - read and check them now
+                layer.weight, layer.outputs  # noqa: B018 - read and check them now
                 remember_done(layer, *checked)
             self.layers[index] = layer
         return self.layers[index]

@@ -103,31 +103,37 @@ def test_changed_trace_is_not_served_from_cache(counted, tmp_path):
 
 @pytest.fixture()
 def weight_reads(counted, monkeypatch):
-    """The trace of `counted` and a count of layer weights read from trace files."""
+    """The trace of `counted` and a list of the layer weights (and, separately read, outputs)
+    read from trace files."""
     from accelsim.traces import reader
 
     trace, _ = counted
     reads = []
-    real = reader.Trace._weights
+    real, real_out = reader.Trace._weights, reader.Trace._deferred_outputs
 
     def weights(self, i, get):
         reads.append((self.path, i))
         return real(self, i, get)
 
+    def outputs(self, i):
+        reads.append((self.path, i, "outputs"))
+        return real_out(self, i)
+
     monkeypatch.setattr(reader.Trace, "_weights", weights)
+    monkeypatch.setattr(reader.Trace, "_deferred_outputs", outputs)
     return trace, reads
 
 
-def _flip_weight_byte(path):
-    """Change one byte inside layer 0's stored weights; the header (and so the content id and
-    every recorded crc32) stays as it was."""
+def _flip_byte(path, tensor: str):
+    """Change one byte inside layer 0's stored weights or outputs; the header (and so the
+    content id and every recorded crc32) stays as it was."""
     import json
     import struct
 
     data = bytearray(path.read_bytes())
     (n,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + n])
-    name = "L000.weight.values" if "L000.weight.values" in header else "L000.weight"
+    name = next(k for k in (f"L000.{tensor}.values", f"L000.{tensor}") if k in header)
     start = 8 + n + header[name]["data_offsets"][0]
     data[start + 1] ^= 0x40
     path.write_bytes(bytes(data))
@@ -135,25 +141,28 @@ def _flip_weight_byte(path):
 
 def test_weights_checked_once_per_file_are_not_read_again(weight_reads):
     trace, reads = weight_reads
-    layers = len(accelsim.open_trace(trace))
+    opened = accelsim.open_trace(trace)
+    layers = len(opened)
+    assert opened.output_samples > 0  # the trace records outputs: the functional check runs
     first = accelsim.simulate(trace)
-    assert len(reads) == layers
+    assert len(reads) == 2 * layers  # weights and outputs of every layer
     _LOADED.clear()
-    again = accelsim.simulate(trace)  # same file, encodings and checks cached: no weight read
-    assert len(reads) == layers
+    again = accelsim.simulate(trace)  # same file, encodings and checks cached: nothing read
+    assert len(reads) == 2 * layers
     pd.testing.assert_frame_equal(first, again)
     _LOADED.clear()
     os.utime(trace)  # any write or touch changes the file's status: read and checked again
     accelsim.simulate(trace)
-    assert len(reads) == 2 * layers
+    assert len(reads) == 4 * layers
 
 
-def test_a_corrupt_copy_is_caught_with_the_cache_warm(weight_reads, tmp_path):
+@pytest.mark.parametrize("tensor", ["weight", "outputs"])
+def test_a_corrupt_copy_is_caught_with_the_cache_warm(weight_reads, tmp_path, tensor):
     trace, reads = weight_reads
-    accelsim.simulate(trace)  # the cache now holds every encoding of this content id
+    accelsim.simulate(trace)  # the cache holds every encoding and check of this content id
     copy = tmp_path / "copy.trace.safetensors"
     shutil.copy(trace, copy)
-    _flip_weight_byte(copy)
+    _flip_byte(copy, tensor)
     _LOADED.clear()
     with pytest.raises(accelsim.AccelsimError, match=r"copy\.trace\.safetensors: layer 0 .*crc32 mismatch"):
         accelsim.simulate(copy)

@@ -16,7 +16,7 @@ from safetensors import safe_open
 
 from accelsim.errors import AccelsimError
 from accelsim.traces import format as fmt
-from accelsim.traces.schema import DeferredWeights, LayerGeometry, LayerRecord, SparseBatch
+from accelsim.traces.schema import Deferred, LayerGeometry, LayerRecord, SparseBatch
 from accelsim.traces.validate import (
     _is_int, check_finite, check_meta, check_record, check_sorted_unique, check_weights, fail,
     parse_json,
@@ -169,6 +169,11 @@ class Trace:
         with safe_open(self.path, framework="numpy") as f:
             return self._weights(i, self._getter(f, i))
 
+    def _deferred_outputs(self, i: int) -> np.ndarray:
+        shape = (self.output_samples, *self.geometries[i].out_shape)
+        with safe_open(self.path, framework="numpy") as f:
+            return self._getter(f, i)("outputs", fmt.FLOAT, shape)
+
     def _weights(self, i: int, get) -> tuple[np.ndarray, np.ndarray | None]:
         """(weight, weight_mask) of layer i, every stored tensor checked (crc32, finite,
         indices sorted and in range); a masked weight is zero off its mask by construction."""
@@ -192,9 +197,10 @@ class Trace:
     def layer(self, key: int | str, defer_weights: bool = False) -> LayerRecord:
         """Load and validate one layer (by execution index or name).
 
-        defer_weights: the weights (the bulk of a trace) are read and checked on first use of
-        `weight` or `weight_mask` (schema.DeferredWeights) instead of now: a replay whose
-        weight-side encodings are cached never needs them. Everything else is checked now.
+        defer_weights: the weights (the bulk of a trace) and the recorded outputs are read and
+        checked on first use of `weight`, `weight_mask` or `outputs` (schema.Deferred) instead
+        of now: a replay whose weight-side encodings and functional check are cached never
+        needs them. Everything else (activations, masks, bias, operand) is read and checked now.
         """
         i = self.index(key)
         where = self._where(i)
@@ -217,7 +223,7 @@ class Trace:
                 weight, wmask = None, None
                 operand = csr("operand", g.operand_shape, True)
             elif defer_weights:
-                weight, wmask = DeferredWeights(lambda: self._deferred_weights(i)), None
+                weight, wmask = Deferred(lambda: self._deferred_weights(i)), None
             else:
                 weight, wmask = self._weights(i, get)
             bias = get("bias", fmt.FLOAT, (g.weight_shape[0],)) if g.has_bias else None
@@ -228,11 +234,16 @@ class Trace:
                 shape = fmt.mask_shape(g.in_shape, mp)
                 premask = csr("premask", shape, True)
                 act_mask = csr("act_mask", shape, False)
-            outputs = get("outputs", fmt.FLOAT, (n_out, *g.out_shape)) if n_out else None
+            if not n_out:
+                outputs = None
+            elif defer_weights:
+                outputs = Deferred(lambda: self._deferred_outputs(i))
+            else:
+                outputs = get("outputs", fmt.FLOAT, (n_out, *g.out_shape))
         rec = LayerRecord(geometry=g, weight=weight, weight_mask=wmask, bias=bias, inputs=inputs,
                           premask=premask, act_mask=act_mask, mask_params=mp, outputs=outputs,
                           operand=operand)
-        check_record(rec, where, n, n_out, weights_checked=True)
+        check_record(rec, where, n, n_out, values_checked=True)
         return rec
 
     def layers(self):

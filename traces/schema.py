@@ -189,14 +189,20 @@ class LayerRecord:
     @property
     def weights_deferred(self) -> bool:
         """True while the weights are still on disk (a reader's deferred load, see
-        DeferredWeights): reading `weight` or `weight_mask` loads and checks them."""
-        return isinstance(self.__dict__.get("_weight"), DeferredWeights)
+        Deferred): reading `weight` or `weight_mask` loads and checks them."""
+        return isinstance(self.__dict__.get("_weight"), Deferred)
+
+    @property
+    def outputs_deferred(self) -> bool:
+        """True while the recorded outputs are still on disk: reading `outputs` loads them."""
+        return isinstance(self.__dict__.get("_outputs"), Deferred)
 
 
-class DeferredWeights:
-    """Stands for a layer's (weight, weight_mask) until first use: load() returns them, read
-    and validated (a reader passes one as `weight` to defer the read of large weights that
-    the simulator may never need: their encodings can come from the cache)."""
+class Deferred:
+    """Stands for data of a layer until first use: load() returns it, read and validated. A
+    reader passes one as `weight` (load() gives (weight, weight_mask)) or as `outputs` to
+    defer reading what the simulator may never need: the weight-side encodings and the
+    functional check's verdict can come from the cache."""
 
     def __init__(self, load):
         self.load = load
@@ -204,7 +210,7 @@ class DeferredWeights:
 
 def _get_weight(self):
     value = self.__dict__["_weight"]
-    if isinstance(value, DeferredWeights):
+    if isinstance(value, Deferred):
         weight, mask = value.load()
         self.__dict__["_weight"], self.__dict__["_weight_mask"] = weight, mask
         return weight
@@ -216,18 +222,30 @@ def _set_weight(self, value):
 
 
 def _get_mask(self):
-    if isinstance(self.__dict__.get("_weight"), DeferredWeights):
+    if isinstance(self.__dict__.get("_weight"), Deferred):
         _get_weight(self)
     return self.__dict__["_weight_mask"]
 
 
 def _set_mask(self, value):
-    if isinstance(self.__dict__.get("_weight"), DeferredWeights) and value is None:
+    if isinstance(self.__dict__.get("_weight"), Deferred) and value is None:
         return  # set by the load
     self.__dict__["_weight_mask"] = value
 
 
+def _get_outputs(self):
+    value = self.__dict__.get("_outputs")
+    if isinstance(value, Deferred):
+        value = self.__dict__["_outputs"] = value.load()
+    return value
+
+
+def _set_outputs(self, value):
+    self.__dict__["_outputs"] = value
+
+
 # Properties over the dataclass fields: the generated __init__, replace() and repr go through
-# them, so a record built with DeferredWeights behaves like any other once touched.
+# them, so a record built with Deferred data behaves like any other once touched.
 LayerRecord.weight = property(_get_weight, _set_weight)
 LayerRecord.weight_mask = property(_get_mask, _set_mask)
+LayerRecord.outputs = property(_get_outputs, _set_outputs)

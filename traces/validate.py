@@ -285,7 +285,7 @@ def check_sorted_unique(idx: np.ndarray, size: int, where: str, what: str) -> No
 
 
 def check_csr(b: SparseBatch, shape: tuple, num_samples: int, where: str, what: str,
-              values: bool, nonzero: bool = True) -> None:
+              values: bool, nonzero: bool = True, finite: bool = True) -> None:
     """Per-sample CSR: indptr starts at 0, is monotone, ends at nnz; indices in range and
     strictly increasing within each sample; values finite (and non-zero for activations)."""
     if tuple(b.shape) != tuple(shape):
@@ -318,7 +318,8 @@ def check_csr(b: SparseBatch, shape: tuple, num_samples: int, where: str, what: 
     if values:
         if b.values is None or np.asarray(b.values).shape != (nnz,):
             fail(where, f"{what}.values must have one value per index ({nnz})")
-        check_finite(b.values, where, f"{what}.values")
+        if finite:
+            check_finite(b.values, where, f"{what}.values")
         if nonzero and nnz and not np.asarray(b.values).all():
             fail(where, f"{what}.values holds explicit zeros (store non-zeros only)")
 
@@ -346,10 +347,12 @@ def check_weights(weight, weight_mask, g: LayerGeometry, where: str, values: boo
 
 
 def check_record(rec: LayerRecord, where: str, num_samples: int, output_samples: int,
-                 weights_checked: bool = False) -> None:
+                 values_checked: bool = False) -> None:
     """Every field of one layer against its geometry and against each other. Deferred weights
-    (schema.DeferredWeights) are checked by their load; weights_checked: the caller checked
-    their values already (check_weights then checks shapes only)."""
+    and outputs (schema.Deferred) are checked by their load; values_checked: the caller
+    checked every stored float finite already (a reader, tensor by tensor), so the values are
+    not scanned again: shapes, orders and relations only."""
+    finite = not values_checked
     g = rec.geometry
     check_geometry(g, where)
     if not g.has_weight:
@@ -357,29 +360,31 @@ def check_record(rec: LayerRecord, where: str, num_samples: int, output_samples:
             fail(where, "a matmul layer has no weight (its second operand is 'operand')")
         if rec.operand is None:
             fail(where, "a matmul layer needs its second operand ('operand')")
-        check_csr(rec.operand, g.operand_shape, num_samples, where, "operand", values=True)
+        check_csr(rec.operand, g.operand_shape, num_samples, where, "operand", values=True,
+                  finite=finite)
     elif rec.operand is not None:
         fail(where, f"a {g.kind} layer has no second operand")
     elif not rec.weights_deferred:
-        check_weights(rec.weight, rec.weight_mask, g, where, values=not weights_checked)
+        check_weights(rec.weight, rec.weight_mask, g, where, values=finite)
     if g.has_bias != (rec.bias is not None):
         fail(where, f"has_bias is {g.has_bias} but bias is {'present' if rec.bias is not None else 'missing'}")
     if rec.bias is not None:
         if tuple(rec.bias.shape) != (g.weight_shape[0],):
             fail(where, f"bias shape {tuple(rec.bias.shape)} does not match ({g.weight_shape[0]},)")
-        check_finite(rec.bias, where, "bias")
-    check_csr(rec.inputs, g.in_shape, num_samples, where, "inputs", values=True)
+        if finite:
+            check_finite(rec.bias, where, "bias")
+    check_csr(rec.inputs, g.in_shape, num_samples, where, "inputs", values=True, finite=finite)
     has_mask = rec.mask_params is not None
     if has_mask != (rec.premask is not None) or has_mask != (rec.act_mask is not None):
         fail(where, "mask parameters, premask and act_mask must be all present or all absent")
     if has_mask:
         check_mask_params(rec.mask_params, where)
         shape = fmt.mask_shape(g.in_shape, rec.mask_params)
-        check_csr(rec.premask, shape, num_samples, where, "premask", values=True)
+        check_csr(rec.premask, shape, num_samples, where, "premask", values=True, finite=finite)
         check_csr(rec.act_mask, shape, num_samples, where, "act_mask", values=False)
         if rec.mask_params.carried or tuple(shape) != tuple(g.in_shape):
             check_carried(rec, where)
-            return check_outputs(rec, where, output_samples)
+            return check_outputs(rec, where, output_samples, finite)
         # inputs must equal premask restricted to the winners
         pk, mk, ik = _keys(rec.premask), _keys(rec.act_mask), _keys(rec.inputs)
         kept = np.isin(pk, mk, assume_unique=True)
@@ -387,7 +392,7 @@ def check_record(rec: LayerRecord, where: str, num_samples: int, output_samples:
                 np.asarray(rec.premask.values)[kept], np.asarray(rec.inputs.values)):
             fail(where, "inputs are not premask x act_mask (the dynamic mask does not explain "
                         "the recorded inputs)")
-    check_outputs(rec, where, output_samples)
+    check_outputs(rec, where, output_samples, finite)
 
 
 CARRY_CHUNK = 1 << 22  # dense elements per chunk when checking a carried mask
@@ -411,11 +416,13 @@ def check_carried(rec: LayerRecord, where: str) -> None:
                         "the dynamic mask does not explain the recorded inputs)")
 
 
-def check_outputs(rec: LayerRecord, where: str, output_samples: int) -> None:
+def check_outputs(rec: LayerRecord, where: str, output_samples: int, finite: bool = True) -> None:
+    """The recorded outputs' shape and values (deferred outputs: checked by their load)."""
     g = rec.geometry
-    if output_samples > 0:
+    if output_samples > 0 and not rec.outputs_deferred:
         exp = (output_samples, *g.out_shape)
         if rec.outputs is None or tuple(rec.outputs.shape) != exp:
             got = None if rec.outputs is None else tuple(rec.outputs.shape)
             fail(where, f"outputs shape {got} does not match {exp}")
-        check_finite(rec.outputs, where, "outputs")
+        if finite:
+            check_finite(rec.outputs, where, "outputs")

@@ -80,15 +80,15 @@ class Dataflow:
         """Replay one layer on the fast kernel (or, with reference, the per-cycle reference)
         with the arch's [name] section and modes; transformer kinds run as their lowered parts."""
         self.check_kind(layer)
-        kw = dict(dataclasses.asdict(self.section_of(arch)), act_mode=arch.sparsity.activations,
-                  weight_mode=arch.sparsity.weights)
+        section = self.section_of(arch)  # flat: its fields are the kernel's keywords
+        kw = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+        kw.update(act_mode=arch.sparsity.activations, weight_mode=arch.sparsity.weights)
         fn = self.reference if reference else self.kernel
         parts = self.parts(layer)
         if parts is None:
             return fn(layer, **kw, functional=functional, samples=samples)
         from accelsim.lowering import run_lowered
 
-        section = self.section_of(arch)
         load = None
         if self.operand_load is not None:
             load = lambda part: self.operand_load(part, section, kw["weight_mode"])  # noqa: E731

@@ -48,7 +48,17 @@ def _reference(layer, **kw):
 def weight_bytes(layer, arch) -> np.ndarray:
     """(num_pes,) bytes of weight storage in each PE. Weights skipped: the PE's compressed
     entries (padding included) x memory.weight_entry_bits, plus (columns + 1) 16-bit column
-    pointers. Otherwise the PE's dense rows (output rows m with m mod N = p) x data_bits."""
+    pointers. Otherwise the PE's dense rows (output rows m with m mod N = p) x data_bits.
+    Once per layer and storage parameters (a sweep varies the FIFO depth around them)."""
+    from accelsim.encoded import memo
+
+    sec = arch.eie
+    params = (sec.num_pes, sec.index_bits, arch.sparsity.weights, arch.memory.weight_entry_bits,
+              arch.arch.data_bits)
+    return memo(layer, "eie_weight_bytes", params, lambda: _weight_bytes(layer, arch))
+
+
+def _weight_bytes(layer, arch) -> np.ndarray:
     sec = arch.eie
     geo = layer.geometry
     if arch.sparsity.weights == "skip":

@@ -15,6 +15,8 @@ exactly what reference.py's cycle-by-cycle loop gives (tests/test_eie.py checks 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -359,8 +361,8 @@ def simulate_eie(
     geo = layer.geometry
     n_total = layer.inputs.num_samples
     n_samples = n_total if samples is None else max(0, min(int(samples), n_total))
-    n_in = int(np.prod(geo.in_shape))
-    n_out_elems = int(np.prod(geo.out_shape))
+    n_in = math.prod(geo.in_shape)
+    n_out_elems = math.prod(geo.out_shape)
     # weight side: once per (layer, encoding parameters), shared by variants and sweep points
     tables = cost_tables(layer, num_pes, index_bits, empty_slice_cycles, weight_mode)
     nz_indptr, nz_idx, nz_vals = memo(layer, "nonzero_inputs", (n_samples,),
@@ -369,39 +371,41 @@ def simulate_eie(
     if act_mode == "skip":
         per = _timing(tables.cost, nz_indptr, nz_idx, int(fifo_depth), hold,
                       tables.entries_tot, tables.padding_tot)
-        n_bcast = np.diff(nz_indptr)
+        total_bcast = int(nz_indptr[-1] - nz_indptr[0])
     else:  # every activation is broadcast: the timing is the same for every sample
-        all_pos = memo(layer, "all_positions", (), lambda: np.arange(n_in, dtype=np.int64))
-        one = _timing(tables.cost, np.array([0, n_in], dtype=np.int64), all_pos, int(fifo_depth),
-                      hold,
+        all_ptr, all_pos = memo(layer, "all_positions", (),
+                                lambda: (np.array([0, n_in], dtype=np.int64),
+                                         np.arange(n_in, dtype=np.int64)))
+        one = _timing(tables.cost, all_ptr, all_pos, int(fifo_depth), hold,
                       tables.entries_tot, tables.padding_tot)
         per = np.repeat(one, n_samples, axis=0)
-        n_bcast = np.full(n_samples, n_in, dtype=np.int64)
-    if act_mode == "none":
-        mac = np.full(n_samples, int(tables.mac_tot.sum()), dtype=np.int64)
-    else:
-        mac = _gather_sums(nz_indptr, nz_idx, tables.mac_tot)
+        total_bcast = n_in * n_samples
+    # MAC-spending entries per sample: the weight side and the activations, not the FIFO depth
+    mac = memo(layer, "eie_macs", (int(num_pes), int(index_bits), int(empty_slice_cycles),
+                                   weight_mode, act_mode == "none", n_samples),
+               lambda: int(tables.mac_tot.sum()) * n_samples if act_mode == "none"
+               else int(_gather_sums(nz_indptr, nz_idx, tables.mac_tot).sum()))
 
     cycles = per[:, 0].copy()
-    total_bcast = int(n_bcast.sum())
+    cyc, busy, stall, starve, tail, weight_read, padding = (int(v) for v in per.sum(axis=0))
     n = int(num_pes)
     counters = {
-        "cycles": int(cycles.sum()),
-        "busy_pe_cycles": int(per[:, 1].sum()),
-        "stall_cycles": int(per[:, 2].sum()),
-        "starve_pe_cycles": int(per[:, 3].sum()),
-        "tail_pe_cycles": int(per[:, 4].sum()),
+        "cycles": cyc,
+        "busy_pe_cycles": busy,
+        "stall_cycles": stall,
+        "starve_pe_cycles": starve,
+        "tail_pe_cycles": tail,
         "empty_pe_cycles": 0,  # every PE takes every broadcast: idle time is starve or tail
-        "padding_entries": int(per[:, 6].sum()),
-        "mac": int(mac.sum()),
-        "weight_read": int(per[:, 5].sum()),
+        "padding_entries": padding,
+        "mac": mac,
+        "weight_read": weight_read,
         "pointer_read": n * total_bcast,
         "act_read": n_in * n_samples,
         "act_write": n_out_elems * n_samples,
         "fifo_push": n * total_bcast,
         "fifo_pop": n * total_bcast,
         "nzd": n_in * n_samples,
-        "pe_cycle": n * int(cycles.sum()),
+        "pe_cycle": n * cyc,
     }
     outputs = None
     if functional:
