@@ -7,6 +7,8 @@ The stable Python API (docs/api.md):
     accelsim.summary(report)
     accelsim.open_trace("net.trace.safetensors")
     accelsim.sweep("net.trace.safetensors", grid={"eie.num_pes": [16, 32, 64]}, out="s.parquet")
+    accelsim.sweep_winner_rates("runs/mlp3", rates=[0.1, 0.5, 1], out="rates.csv")
+    accelsim.sweep_eps("runs/mlp3-jp", eps=[0.05, 0.2, 1], out="eps.csv")
 
 Kept free of torch and numba imports so that `accelsim --help` starts fast: the functions load
 their modules when called.
@@ -19,12 +21,12 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["simulate", "summary", "open_trace", "sweep", "load_arch", "load_energy_table",
-           "AccelsimError", "__version__"]
+__all__ = ["simulate", "summary", "open_trace", "sweep", "sweep_winner_rates", "sweep_eps",
+           "load_arch", "load_energy_table", "AccelsimError", "__version__"]
 
 
 # accelsim.api imports its heavy modules inside the functions: cheap to import here.
-from accelsim.api import open_trace, summary, sweep  # noqa: E402
+from accelsim.api import open_trace, summary, sweep, sweep_eps, sweep_winner_rates  # noqa: E402
 
 _LAZY = {"load_arch": "accelsim.arch", "load_energy_table": "accelsim.energy",
          "AccelsimError": "accelsim.errors"}

@@ -114,3 +114,122 @@ def sweep(traces, grid: Mapping[str, Sequence[Any]], arch: str = "eie64",
 
     return run_sweep(traces, grid, arch=arch, set=set, energy=energy, out=out,
                      scheduler=scheduler, progress=progress)
+
+
+# ---- activation-pruning sweeps of a checkpoint (torch-side: loaded when called) ---------------
+
+
+def _sweep_checks(val_size, seed, limit, batch_size, fine_tune_epochs, limit_train, out) -> None:
+    """The bounds the CLI's options enforce, as one-line AccelsimErrors naming the argument."""
+    import click
+
+    from accelsim import cli_options as O
+
+    for name, value, kind in (("val_size", val_size, O.VAL_SIZE), ("seed", seed, O.SEED),
+                              ("limit", limit, O.COUNT), ("batch_size", batch_size, O.BATCH),
+                              ("fine_tune_epochs", fine_tune_epochs, click.IntRange(0, O.MAX_EPOCHS)),
+                              ("limit_train", limit_train, O.COUNT)):
+        if value is None and name in ("limit", "limit_train"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise AccelsimError(f"{name}: expected an integer, got {value!r}")
+        try:
+            kind.convert(value, None, None)
+        except click.BadParameter as exc:
+            raise AccelsimError(f"{name}: {exc.message}") from None
+    if out is not None:
+        from accelsim.atomic import check_output_file
+
+        check_output_file(out, (".csv",), kind="sweep CSV")
+
+
+def _values(values, name: str) -> list[float]:
+    """A "start:stop:step" or comma string, or a sequence of numbers, in (0, 1]."""
+    from accelsim.cli_options import parse_rates
+
+    text = values if isinstance(values, str) else ",".join(str(v) for v in values)
+    return parse_rates(text, name)
+
+
+def _checkpoint_sweep(checkpoint, check, run, *, val_size, seed, limit, data_dir, batch_size,
+                      out, scheduler, workers, fine_tune_epochs, fine_tune_recipe, limit_train,
+                      progress):
+    """Check the arguments, load the checkpoint (`check(model)`: the masks asked for exist),
+    run(spec, model, ...) -> (table, rows) the points, write the CSV when asked."""
+    from accelsim.analysis import sweep_tasks as T
+
+    _sweep_checks(val_size, seed, limit, batch_size, fine_tune_epochs, limit_train, out)
+    spec, model = T.prepare(checkpoint, val_size=val_size, seed=seed, limit=limit,
+                            data_dir=data_dir, batch_size=batch_size, out=out,
+                            scheduler=scheduler, fine_tune_epochs=fine_tune_epochs,
+                            fine_tune_recipe=fine_tune_recipe, limit_train=limit_train,
+                            check=check)
+    frame, _ = run(spec, model, out=out, scheduler=scheduler, workers=workers,
+                   progress=progress)
+    if out is not None:
+        from accelsim.analysis.sweeps import write_csv
+
+        write_csv(frame, out)
+    return frame
+
+
+def sweep_winner_rates(checkpoint, rates="0.05:1:0.05", layers: Sequence[str] | None = None, *,
+                       val_size: int = 5000, seed: int = 0, limit: int | None = None,
+                       data_dir=None, batch_size: int = 500, out=None,
+                       scheduler: str | None = None, workers: int | None = None,
+                       fine_tune_epochs: int = 0, fine_tune_recipe: str = "quick",
+                       limit_train: int | None = None, progress: bool = False):
+    """Accuracy and MAC % against one masked layer's top-k winner rate, layer by layer: the
+    table of `accelsim sweep winner-rates` (a pandas DataFrame, a row per layer x rate).
+
+    checkpoint: a checkpoint or training run folder. rates: values in (0, 1], a list or
+    "start:stop:step". layers: the masked layers to sweep (default all). Measured on `val_size`
+    images carved from the training split (`limit`: a seeded random subset of them).
+    out: a .csv written at the end; each point is also stored as it finishes in the parts
+    folder beside it, so an interrupted sweep resumes. scheduler, workers: as accelsim.sweep.
+    fine_tune_epochs: retrain with each point's masks first (needs out: the runs live in its
+    parts folder), with the zoo's jp recipe `fine_tune_recipe`, on `limit_train` images.
+    """
+    from accelsim.analysis.sweep_tasks import run_winner_rates
+    from accelsim.analysis.sweeps import select_groups
+
+    rate_list = _values(rates, "rates")
+    layers = [layers] if isinstance(layers, str) else list(layers or [])
+    return _checkpoint_sweep(
+        checkpoint, lambda m: select_groups(m, layers),
+        lambda spec, model, **kw: run_winner_rates(spec, model, layers, rate_list, **kw),
+        val_size=val_size, seed=seed, limit=limit, data_dir=data_dir, batch_size=batch_size,
+        out=out, scheduler=scheduler, workers=workers, fine_tune_epochs=fine_tune_epochs,
+        fine_tune_recipe=fine_tune_recipe, limit_train=limit_train, progress=progress)
+
+
+def sweep_eps(checkpoint, eps="0.01,0.02,0.05,0.1,0.2,0.5,1",
+              winner_rates: Mapping[str, float] | None = None, *, val_size: int = 5000,
+              seed: int = 0, limit: int | None = None, data_dir=None, batch_size: int = 500,
+              out=None, scheduler: str | None = None, workers: int | None = None,
+              fine_tune_epochs: int = 0, fine_tune_recipe: str = "quick",
+              limit_train: int | None = None, progress: bool = False):
+    """Accuracy and kept activations against threshold prediction's subsample rate eps: the
+    table of `accelsim sweep eps` (a row per scope x eps: all studied masks, then each alone).
+
+    eps: values in (0, 1], a list or "start:stop:step". winner_rates: {layer: rate} of the
+    masks to study (default: the checkpoint's top-k masks). The other arguments are those of
+    sweep_winner_rates.
+    """
+    from accelsim.analysis.sweep_tasks import run_eps
+    from accelsim.analysis.sweeps import dynamic_groups
+
+    eps_values = _values(eps, "eps")
+    rates = None
+    if winner_rates is not None:
+        if not isinstance(winner_rates, Mapping) or not winner_rates or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool)
+                for v in winner_rates.values()):
+            raise AccelsimError("winner_rates: expected a non-empty mapping of layer -> rate")
+        rates = {str(k): float(v) for k, v in winner_rates.items()}
+    return _checkpoint_sweep(
+        checkpoint, lambda m: dynamic_groups(m, rates),
+        lambda spec, model, **kw: run_eps(spec, model, eps_values, rates, **kw),
+        val_size=val_size, seed=seed, limit=limit, data_dir=data_dir, batch_size=batch_size,
+        out=out, scheduler=scheduler, workers=workers, fine_tune_epochs=fine_tune_epochs,
+        fine_tune_recipe=fine_tune_recipe, limit_train=limit_train, progress=progress)

@@ -6,7 +6,6 @@ See docs/sweeps.md.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -69,26 +68,15 @@ def _points_options(f):
 
 def _run_points(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot,
                 scheduler, fine_tune_epochs, fine_tune_recipe, limit_train, check):
-    """Check the outputs, the scheduler, the checkpoint (and `check(model)`), cheaply and before
-    any point runs; (the points' shared EvalSpec, the loaded model)."""
-    from accelsim.analysis.sweep_tasks import EvalSpec
-    from accelsim.models.checkpoint import load_checkpoint, resolve_checkpoint_dir
-    from accelsim.sweep_run import check_reachable, parts_dir, scheduler_address
+    """Check the outputs, then the scheduler and the checkpoint (sweep_tasks.prepare); (the
+    points' shared EvalSpec, the loaded model)."""
+    from accelsim.analysis.sweep_tasks import prepare
 
     check_sweep_outputs(out, plot)
-    address = scheduler_address(scheduler)
-    if address and address != "in-process":
-        check_reachable(address)
-    model, info = load_checkpoint(checkpoint)
-    check(model)
-    if fine_tune_epochs:
-        from accelsim.models.recipes import get_recipe
-
-        get_recipe(info["model"], "jp", fine_tune_recipe)  # a zoo model with that recipe
-    spec = EvalSpec(str(resolve_checkpoint_dir(checkpoint)), val_size, seed, limit, data_dir,
-                    batch_size, fine_tune_epochs, fine_tune_recipe, limit_train,
-                    str(parts_dir(out)))
-    return spec, model
+    return prepare(checkpoint, val_size=val_size, seed=seed, limit=limit, data_dir=data_dir,
+                   batch_size=batch_size, out=out, scheduler=scheduler,
+                   fine_tune_epochs=fine_tune_epochs, fine_tune_recipe=fine_tune_recipe,
+                   limit_train=limit_train, check=check)
 
 
 def _setup(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot, check=None):
@@ -148,21 +136,17 @@ def winner_rates_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, ou
     """Accuracy and MAC % vs one layer's top-k winner rate, layer by layer (Fig. 8)."""
     rate_list = O.parse_rates(rates)  # before the torch import below: a bad list fails fast
 
-    from accelsim.analysis import sweep_tasks as T
     from accelsim.analysis.figures import plot_winner_rates
+    from accelsim.analysis.sweep_tasks import run_winner_rates
     from accelsim.analysis.sweeps import select_groups
-    from accelsim.sweep_run import run_points
 
     spec, model = _run_points(checkpoint, val_size, seed, limit, data_dir, batch_size, out,
                               plot, scheduler, fine_tune_epochs, fine_tune_recipe, limit_train,
                               check=lambda m: select_groups(m, layers))
-    groups = list(select_groups(model, layers))
-    points, definition = T.winner_rate_points(spec, groups, rate_list)
-    results = run_points(points, functools.partial(T.winner_rate_point, spec), definition,
-                         ["layer", "rate"], out=out, scheduler=scheduler, workers=workers,
-                         progress=not no_progress and sys.stderr.isatty(),
-                         echo=lambda line: click.echo(line, err=True))
-    frame = T.winner_rate_table(results)
+    frame, results = run_winner_rates(spec, model, layers, rate_list, out=out,
+                                      scheduler=scheduler, workers=workers,
+                                      progress=not no_progress and sys.stderr.isatty(),
+                                      echo=lambda line: click.echo(line, err=True))
     base = frame["unmasked_accuracy"].iloc[0]
     _finish(frame, out, plot, plot_winner_rates,
             [f"unmasked validation accuracy {base:.4f} on {results[0][0].get('num_samples')} "
@@ -214,22 +198,17 @@ def eps_cmd(checkpoint, val_size, seed, limit, data_dir, batch_size, out, plot, 
     """Accuracy and kept activations vs threshold-prediction subsample rate (Fig. 9)."""
     eps_values = O.parse_values(eps_text, "--eps", low=0.0, high=1.0, low_open=True)
 
-    from accelsim.analysis import sweep_tasks as T
     from accelsim.analysis.figures import plot_eps
+    from accelsim.analysis.sweep_tasks import run_eps
     from accelsim.analysis.sweeps import dynamic_groups
-    from accelsim.sweep_run import run_points
 
     rates = _read_rates_json(winner_rates) if winner_rates else None
     spec, model = _run_points(checkpoint, val_size, seed, limit, data_dir, batch_size, out,
                               plot, scheduler, fine_tune_epochs, fine_tune_recipe, limit_train,
                               check=lambda m: dynamic_groups(m, rates))
-    groups = list(dynamic_groups(model, rates))
-    points, definition = T.eps_points(spec, groups, eps_values, rates or {})
-    results = run_points(points, functools.partial(T.eps_point, spec, rates or {}), definition,
-                         ["scope", "eps"], out=out, scheduler=scheduler, workers=workers,
-                         progress=not no_progress and sys.stderr.isatty(),
-                         echo=lambda line: click.echo(line, err=True))
-    frame = T.eps_table(results, groups)
+    frame, results = run_eps(spec, model, eps_values, rates, out=out, scheduler=scheduler,
+                             workers=workers, progress=not no_progress and sys.stderr.isatty(),
+                             echo=lambda line: click.echo(line, err=True))
     _finish(frame, out, plot, plot_eps,
             [f"exact top-k validation accuracy {frame['topk_accuracy'].iloc[0]:.4f} "
              f"on {results[0][0].get('num_samples')} training-set images"])

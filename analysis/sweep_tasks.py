@@ -237,3 +237,67 @@ def eps_table(results: list[list[dict]], groups: list[str]):
             "error": r["error"] or ref["error"], "point_seconds": r["point_seconds"],
         })
     return pd.DataFrame(rows)
+
+
+# ---- a whole sweep: checks, points, table (the CLI and accelsim.sweep_winner_rates / sweep_eps) --
+
+
+def prepare(checkpoint, *, val_size: int, seed: int, limit: int | None, data_dir, batch_size: int,
+            out, scheduler: str | None, fine_tune_epochs: int, fine_tune_recipe: str | None,
+            limit_train: int | None, check):
+    """Check the scheduler and the checkpoint (and `check(model)`), cheaply and before any
+    point runs; (the points' shared EvalSpec, the loaded model). out: the sweep's table (its
+    parts folder beside it keeps the points and the fine-tuning runs), or None."""
+    from accelsim.models.checkpoint import load_checkpoint, resolve_checkpoint_dir
+    from accelsim.sweep_run import check_reachable, parts_dir, scheduler_address
+
+    if fine_tune_epochs and out is None:
+        raise AccelsimError("fine-tuning needs an output table: its runs are kept in the parts "
+                            "folder beside it")
+    address = scheduler_address(scheduler)
+    if address and address != "in-process":
+        check_reachable(address)
+    model, info = load_checkpoint(checkpoint)
+    check(model)
+    if fine_tune_epochs:
+        from accelsim.models.recipes import get_recipe
+
+        get_recipe(info["model"], "jp", fine_tune_recipe)  # a zoo model with that recipe
+    spec = EvalSpec(str(resolve_checkpoint_dir(checkpoint)), val_size, seed, limit, data_dir,
+                    batch_size, fine_tune_epochs, fine_tune_recipe, limit_train,
+                    None if out is None else str(parts_dir(out)))
+    return spec, model
+
+
+def run_winner_rates(spec: EvalSpec, model, layers, rates: list[float], *, out=None,
+                     scheduler=None, workers=None, progress=False, echo=None):
+    """(table, points' rows) of a winner-rate sweep: the unmasked network, then each masked
+    layer (`layers`, default all) at each rate."""
+    import functools
+
+    from accelsim.analysis.sweeps import select_groups
+    from accelsim.sweep_run import run_points
+
+    groups = list(select_groups(model, layers))
+    points, definition = winner_rate_points(spec, groups, rates)
+    results = run_points(points, functools.partial(winner_rate_point, spec), definition,
+                         ["layer", "rate"], out=out, scheduler=scheduler, workers=workers,
+                         progress=progress, echo=echo)
+    return winner_rate_table(results), results
+
+
+def run_eps(spec: EvalSpec, model, eps_values: list[float], rates: dict | None, *, out=None,
+            scheduler=None, workers=None, progress=False, echo=None):
+    """(table, points' rows) of an eps sweep: exact top-k everywhere, then threshold
+    prediction at each eps on all studied masks and on each alone."""
+    import functools
+
+    from accelsim.analysis.sweeps import dynamic_groups
+    from accelsim.sweep_run import run_points
+
+    groups = list(dynamic_groups(model, rates))
+    points, definition = eps_points(spec, groups, eps_values, rates or {})
+    results = run_points(points, functools.partial(eps_point, spec, rates or {}), definition,
+                         ["scope", "eps"], out=out, scheduler=scheduler, workers=workers,
+                         progress=progress, echo=echo)
+    return eps_table(results, groups), results

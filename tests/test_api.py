@@ -36,10 +36,23 @@ def test_docs_examples_run(in_repo_copy):
     assert len(list((in_repo_copy / "sweep.parts").glob("*.parquet"))) == 4
 
 
+def test_docs_checkpoint_sweep_examples_run(tmp_path, monkeypatch, mnist_dir):
+    """The winner-rate and eps sweep examples (they train a small checkpoint: MNIST needed)."""
+    text = (ROOT / "docs" / "api.md").read_text()
+    blocks = re.findall(r"```python checkpoint\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/api.md", "exec"), namespace)
+    assert (tmp_path / "rates.csv").is_file() and not (tmp_path / "eps.parts").exists()
+
+
 def test_import_is_light_and_simulate_is_callable_and_the_module():
     code = ("import sys, accelsim; heavy = [m for m in ('numba', 'pandas', 'torch') if m in sys.modules]; "
             "assert not heavy, heavy; import accelsim.simulate as sim; "
             "assert callable(accelsim.simulate) and sim is accelsim.simulate; "
+            "assert callable(accelsim.sweep_winner_rates) and callable(accelsim.sweep_eps); "
             "from accelsim.simulate import simulate_trace; from accelsim import simulate")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

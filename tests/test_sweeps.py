@@ -443,3 +443,54 @@ def test_fine_tuning_runs_per_point_on_training_images_only(checkpoint, tmp_path
     assert pd.read_csv(out)["num_samples"].tolist() == [50]
     code, _, err = _run(argv, capsys)
     assert code == 0 and "resuming: 2 of 2 points done" in err
+
+
+# ---- the Python API: accelsim.sweep_winner_rates / accelsim.sweep_eps ------------------------
+def test_api_winner_rates_equal_the_in_process_sweep_and_resume(checkpoint, loaded, tmp_path,
+                                                               monkeypatch):
+    import accelsim
+
+    model, val, tf = loaded
+    out = tmp_path / "w.csv"
+    frame = accelsim.sweep_winner_rates(checkpoint, rates=[0.1, 0.6], limit=LIMIT, out=out,
+                                        scheduler="in-process")
+    same = S.winner_rate_sweep(model, val, tf, [0.1, 0.6])
+    cols = ["layer", "rate", "accuracy", "num_samples", "mac_pct", "act_density",
+            "unmasked_accuracy", "accuracy_drop_pp", "unmasked_mac_pct"]
+    pd.testing.assert_frame_equal(frame[cols], same[cols])
+    assert (frame["error"] == "").all()
+    pd.testing.assert_frame_equal(pd.read_csv(out)[cols], same[cols])  # the CLI's CSV
+    assert len(list((tmp_path / "w.parts").glob("*.parquet"))) == 5
+    monkeypatch.setattr(S, "evaluate_model", lambda *a, **k: 1 / 0)  # nothing may run again
+    again = accelsim.sweep_winner_rates(checkpoint, "0.1,0.6", limit=LIMIT, out=out,
+                                        scheduler="in-process")
+    pd.testing.assert_frame_equal(again[cols], same[cols])
+
+
+def test_api_eps_equals_the_in_process_sweep(checkpoint, loaded):
+    import accelsim
+
+    model, val, tf = loaded
+    rates = {"fc2": 0.3, "fc3": 0.5}
+    frame = accelsim.sweep_eps(checkpoint, eps=[0.1, 1], winner_rates=rates, limit=LIMIT,
+                               scheduler="in-process")
+    same = S.eps_sweep(model, val, tf, [0.1, 1.0], rates)
+    pd.testing.assert_frame_equal(frame[list(same.columns)], same)
+
+
+@pytest.mark.parametrize("call, msg", [
+    (lambda a, c: a.sweep_winner_rates(c, rates="0.1:1"), "rates: bad value '0.1:1'"),
+    (lambda a, c: a.sweep_winner_rates(c, rates=[0.5, 2]), "rates: value 2.0 out of range"),
+    (lambda a, c: a.sweep_winner_rates(c, layers=["fc9"]), "unknown masked layer 'fc9'"),
+    (lambda a, c: a.sweep_winner_rates(c, val_size=0), "val_size: 0 is not in the range"),
+    (lambda a, c: a.sweep_winner_rates(c, out="w.txt"), "w.txt"),
+    (lambda a, c: a.sweep_eps(c, fine_tune_epochs=1), "fine-tuning needs an output table"),
+    (lambda a, c: a.sweep_eps(c, winner_rates={"fc2": "x"}), "winner_rates: expected"),
+    (lambda a, c: a.sweep_eps(c, scheduler="tcp://127.0.0.1:1"), "--scheduler tcp://127.0.0.1:1"),
+])
+def test_api_sweep_errors_are_one_line(checkpoint, call, msg):
+    import accelsim
+
+    with pytest.raises(AccelsimError) as ei:
+        call(accelsim, checkpoint)
+    assert msg in str(ei.value) and "\n" not in str(ei.value)
