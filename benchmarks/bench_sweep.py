@@ -1,6 +1,6 @@
 """Encode once: whole replay and a 100-point EIE sweep against the timing kernels' own time.
 
-    python benchmarks/bench_sweep.py [--samples 1] [--points 100]
+    python benchmarks/bench_sweep.py [--samples 1] [--points 100] [--repeat 20]
 
 One core (NUMBA_NUM_THREADS=1), the AlexNet-shaped synthetic trace of bench_run.py (EIE's
 densities: 9% weights, 35% activations; ReLU zeros, or top-k masks with --masks topk). The timing kernel
@@ -11,7 +11,8 @@ CPU time (process_time) is used for both sides of each ratio, so other load on t
 does not skew them; wall seconds are printed beside them.
 
 1. replay: `simulate_trace` on eie64 (sparse + dense baseline, all 8 layers), fresh in-memory
-   state, first with an empty encoding cache, then with the cache on disk warm;
+   state, first with an empty encoding cache, then with the cache on disk warm (the warm replay
+   --repeat times, CPU times summed: one is too short to time alone);
 2. sweep: num_pes in (16, 32, 64, 128) x fifo_depth in 1..N/4, in-process, fresh in-memory
    state, with an empty cache (cold) and again with it warm.
 """
@@ -57,13 +58,22 @@ def fresh_process_state():
     _LOADED.clear()
 
 
-def measure(label, clock, run):
-    fresh_process_state()
+def measure(label, clock, run, repeat: int = 1):
+    """CPU time of `run` (fresh in-memory state each time) over its kernels' CPU time; with
+    repeat > 1 both are summed over the repeats (a warm replay is ~50 ms, too short to time
+    once on a shared machine) and reported per run."""
     clock.reset()
-    wall, cpu = time.perf_counter(), time.process_time()
-    run()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall = cpu = 0.0
+    for _ in range(repeat):
+        fresh_process_state()
+        w, c = time.perf_counter(), time.process_time()
+        run()
+        wall, cpu = wall + time.perf_counter() - w, cpu + time.process_time() - c
     ratio = cpu / clock.seconds
+    wall, cpu = wall / repeat, cpu / repeat
+    clock.seconds, clock.steps = clock.seconds / repeat, clock.steps // repeat
+    if repeat > 1:
+        label = f"{label}, mean of {repeat}"
     print(f"  {label}: {cpu:.2f} s CPU ({wall:.2f} s wall), kernels {clock.seconds:.3f} s, "
           f"{clock.steps:,} activation x PE steps -> {clock.steps / clock.seconds:,.0f} per "
           f"kernel second, {clock.steps / cpu:,.0f} per second overall; ratio {ratio:.2f}")
@@ -74,6 +84,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--points", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=20,
+                        help="warm replays timed together (their CPU times summed)")
     parser.add_argument("--masks", choices=("relu", "topk"), default="relu",
                         help="activation zeros: ReLU (EIE's benchmark, no top-k unit) or top-k masks")
     args = parser.parse_args()
@@ -108,7 +120,8 @@ def run(trace, args) -> None:
     simulate_trace(trace, arch, energy)  # JIT from cache, warms nothing else that is kept
     fresh_cache()
     print(f"AlexNet-shaped ({args.masks} zeros), {args.samples} sample(s), one core")
-    replay = [measure(f"replay ({state} cache)", clock, lambda: simulate_trace(trace, arch, energy))
+    replay = [measure(f"replay ({state} cache)", clock, lambda: simulate_trace(trace, arch, energy),
+                      repeat=1 if state == "empty" else args.repeat)
               for state in ("empty", "warm")]
     per = max(1, args.points // 4)
     grid = {"eie.num_pes": [16, 32, 64, 128], "eie.fifo_depth": list(range(1, per + 1))}
