@@ -29,8 +29,9 @@ Two ways to get SCALE-Sim's figures, recorded per row in `method`:
 Inputs are SCALE-Sim's own files, copied unchanged into tests/data/scalesim/ (topologies from its
 repository's topologies/conv_nets and topologies/GEMM_mnk, configs/scale.cfg and
 configs/sparsity.cfg); the 32x32 runs use scale.cfg with only `Dataflow` changed. `seconds` is
-SCALE-Sim's time on this machine: the whole run on a full case's first row, per layer for counted
-rows. Cases already in the table are skipped unless --rerun (their rows are then replaced).
+SCALE-Sim's wall time on this machine, `cpu_seconds` its CPU time (recorded since the machine got
+loaded enough to inflate wall times many fold; older rows have none): the whole run on a full
+case's first row, per layer for counted rows. Cases already in the table are skipped unless --rerun (their rows are then replaced).
 Standard library, numpy and scalesim only: this file is not imported by accelsim.
 """
 
@@ -80,7 +81,7 @@ COLUMNS = (
     "sparsity", "layer_index", "layer",
     "total_cycles", "stall_cycles", "compute_cycles", "overall_util_pct", "mapping_eff_pct",
     "compute_util_pct", "ifmap_sram_reads", "filter_sram_reads", "ofmap_sram_writes",
-    "ifmap_dram_reads", "filter_dram_reads", "ofmap_dram_writes", "method", "seconds",
+    "ifmap_dram_reads", "filter_dram_reads", "ofmap_dram_writes", "method", "seconds", "cpu_seconds",
 )
 
 
@@ -176,6 +177,8 @@ def _load(topology: str, form: str, base_cfg: Path, dataflow: str, tmp_path: Pat
 
 
 def _row(sim, topology, form, base_cfg, dataflow, index, method, seconds, figures):
+    """seconds = (wall, CPU) of SCALE-Sim's work for this row; CPU is what a loaded machine
+    does not inflate (rows stored before it was recorded have none)."""
     conf = sim.config
     rows_arr, cols_arr = conf.get_array_dims()
     kb = conf.get_mem_sizes()
@@ -187,7 +190,7 @@ def _row(sim, topology, form, base_cfg, dataflow, index, method, seconds, figure
         "bandwidth": (conf.get_bandwidths_as_list() or [""])[0],  # CALC: none
         "sparsity": "on" if conf.sparsity_support else "off",
         "layer_index": index, "layer": sim.topo.topo_arrays[index][0],
-        **figures, "method": method, "seconds": seconds,
+        **figures, "method": method, "seconds": seconds[0], "cpu_seconds": seconds[1],
     }
 
 
@@ -225,6 +228,15 @@ def counted_figures(layer) -> dict:
     }
 
 
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float]) -> tuple[float, float]:
+    wall, cpu = _clock()
+    return round(wall - start[0], 3), round(cpu - start[1], 3)
+
+
 def run_case(topology: str, form: str, base_cfg: Path, dataflow: str,
              method: str = "full", layers=None) -> list[dict]:
     """One topology under one config and dataflow: a row per layer. method "full" is SCALE-Sim's
@@ -236,23 +248,26 @@ def run_case(topology: str, form: str, base_cfg: Path, dataflow: str,
         tmp_path = Path(tmp)
         sim = _load(topology, form, base_cfg, dataflow, tmp_path)
         if method == "full":
-            start = time.perf_counter()
+            start = _clock()
             sim.run_scale(top_path=str(tmp_path / "out"))
-            seconds = round(time.perf_counter() - start, 3)
+            seconds = _since(start)
             return [_row(sim, topology, form, base_cfg, dataflow, i, method,
-                         seconds if i == 0 else "", full_figures(layer))
+                         seconds if i == 0 else ("", ""), full_figures(layer))
                     for i, layer in enumerate(sim.runner.single_layer_sim_object_list)]
         scratchpad = counting_scratchpad_class()
         rows = []
         for index in range(sim.topo.get_num_layers()) if layers is None else layers:
-            start = time.perf_counter()
+            start = _clock()
             layer = single_layer_sim()
             layer.set_params(layer_id=index, config_obj=sim.config, topology_obj=sim.topo,
                              layout_obj=sim.layout, verbose=False)
             layer.memory_system = scratchpad()  # run() still calls its set_params
             layer.run()
             rows.append(_row(sim, topology, form, base_cfg, dataflow, index, method,
-                             round(time.perf_counter() - start, 3), counted_figures(layer)))
+                             _since(start), counted_figures(layer)))
+            # progress on stderr: a long case shows its pace per layer before it ends
+            print(f"{Path(topology).stem} {dataflow} {rows[-1]['layer']}: {rows[-1]['seconds']} s "
+                  f"(CPU {rows[-1]['cpu_seconds']} s)", file=sys.stderr, flush=True)
         return rows
 
 
