@@ -155,6 +155,38 @@ def test_epoch_reads_equal_word_by_word_reference(runs, epoch):
     assert epoch_reads(runs, epoch) == _epoch_reference(runs, epoch)
 
 
+def _fold_words_reference(geo, rows):
+    """Word by word: SCALE-Sim's im2col address matrix of one group (rows = output positions,
+    columns = reduction index in (ky, kx, channel) order, -1 for padding), cut into row folds of
+    `rows` columns; each fold's distinct addresses, summed."""
+    c, h, w = geo.in_shape
+    cg = c // geo.groups
+    _, oh, ow = geo.out_shape
+    (kh, kw), (sy, sx), (py, px) = geo.kernel, geo.stride, geo.padding
+    matrix = np.full((oh * ow, kh * kw * cg), -1)
+    for oy in range(oh):
+        for ox in range(ow):
+            for ky in range(kh):
+                for kx in range(kw):
+                    y, x = oy * sy - py + ky, ox * sx - px + kx
+                    if 0 <= y < h and 0 <= x < w:
+                        for ch in range(cg):
+                            matrix[oy * ow + ox, (ky * kw + kx) * cg + ch] = (ch * h + y) * w + x
+    return sum(len(set(matrix[:, k:k + rows].ravel()) - {-1}) for k in range(0, matrix.shape[1], rows))
+
+
+@settings(max_examples=60, deadline=None)
+@given(geo=layers(), rows=st.integers(1, 7))
+def test_slice_words_equal_word_by_word_reference(geo, rows):
+    """The weight-stationary ifmap DRAM model's per-fold distinct words (kernel.slice_words)."""
+    from types import SimpleNamespace
+
+    from accelsim.dataflows.systolic.kernel import slice_words
+
+    if geo.kind == "conv2d":
+        assert slice_words(SimpleNamespace(geometry=geo), rows) == _fold_words_reference(geo, rows)
+
+
 def _drain_reference(words, kb, line):
     """Word by word, SCALE-Sim's ofmap write buffer when no drain delays the next: lines of
     `line` words; when the words held pass half the SRAM the open line is closed (padded) and

@@ -173,7 +173,7 @@ def drained_writes(words: int, kb: int, line: int) -> int:
 
 def accesses(dataflow: str, plan: FoldPlan, view: GemmView, unique_ifmap: int,
              nm: tuple[int, int] | None, kb: tuple[int, int, int], cols: int,
-             distinct: bool = False) -> Accesses:
+             distinct: bool = False, fold_words: int | None = None) -> Accesses:
     """SRAM reads per operand and DRAM traffic with SCALE-Sim v3's conventions (1 word = 1 datum).
 
     SRAM: every operand word the array edge takes in a fold is one read, partial sums written
@@ -186,7 +186,8 @@ def accesses(dataflow: str, plan: FoldPlan, view: GemmView, unique_ifmap: int,
     ws read the whole ifmap once per column fold, is once. With overlapping windows the ifmap
     stream repeats words inside a fold and the count depends on SCALE-Sim's skewed address order:
     there the model is unique words once if they fit the active half of the SRAM, else once per
-    column fold (os, ws). Every ofmap word the array writes goes to DRAM (partial sums too), as
+    column fold (os), or in ws each row fold's distinct words (`fold_words`, summed over the row
+    folds: slice_words) once per column fold. Every ofmap word the array writes goes to DRAM (partial sums too), as
     SCALE-Sim's write buffer counts them (drained_writes).
     """
     P, F = view.P, view.F
@@ -215,8 +216,12 @@ def accesses(dataflow: str, plan: FoldPlan, view: GemmView, unique_ifmap: int,
     passes = 1 if dataflow == "is" else plan.col_folds
     if distinct:
         if_dram = epoch_reads([(unique_ifmap, passes)], active_if)
+    elif unique_ifmap <= active_if:
+        if_dram = unique_ifmap
+    elif dataflow == "ws" and fold_words is not None:
+        if_dram = fold_words * passes
     else:
-        if_dram = unique_ifmap if unique_ifmap <= active_if else unique_ifmap * passes
+        if_dram = unique_ifmap * passes
     return Accesses(
         ifmap_sram_reads=if_sram,
         filter_sram_reads=f_sram,
@@ -327,6 +332,40 @@ def window_words(layer) -> int:
     return (int(c) // int(g.groups)) * per_dim[0] * per_dim[1]
 
 
+def slice_words(layer, rows: int) -> int:
+    """Input words (not padding) each weight-stationary row fold reads, summed over the row folds
+    of one group: a row fold holds `rows` consecutive reduction indices in SCALE-Sim's im2col
+    order (ky, kx, input channel fastest) and streams every output position past them, so it
+    reads, for each channel, the union of the positions its taps in the fold reach. When the
+    input does not fit the SRAM's active half, SCALE-Sim fetches each fold's words again."""
+    g = layer.geometry
+    c, h, w = g.in_shape
+    cg = int(c) // int(g.groups)
+    _, oh, ow = g.out_shape
+    reach = []  # per axis and tap: the input positions that tap reaches
+    for size, out, k, s, p, d in zip((h, w), (oh, ow), g.kernel, g.stride, g.padding, g.dilation):
+        pos = np.arange(out)[:, None] * s - p + np.arange(k)[None, :] * d
+        reach.append([np.unique(col[(col >= 0) & (col < size)]) for col in pos.T])
+    kw = int(g.kernel[1])
+    counts: dict[frozenset, int] = {}
+
+    def covered(taps: frozenset) -> int:
+        if taps not in counts:
+            mask = np.zeros((int(h), int(w)), bool)
+            for tap in taps:
+                mask[np.ix_(reach[0][tap // kw], reach[1][tap % kw])] = True
+            counts[taps] = int(mask.sum())
+        return counts[taps]
+
+    total, K = 0, cg * int(g.kernel[0]) * kw
+    for k0 in range(0, K, rows):
+        taps: dict[int, set] = {}
+        for k in range(k0, min(k0 + rows, K)):
+            taps.setdefault(k % cg, set()).add(k // cg)
+        total += sum(covered(frozenset(t)) for t in taps.values())
+    return total
+
+
 def layer_plan(layer, *, rows: int, cols: int, dataflow: str, ifmap_sram_kb: int,
                filter_sram_kb: int, ofmap_sram_kb: int, pattern: tuple[int, int] | None) -> LayerPlan:
     view = gemm_view(layer)
@@ -334,8 +373,10 @@ def layer_plan(layer, *, rows: int, cols: int, dataflow: str, ifmap_sram_kb: int
     plan = fold_plan(dataflow, view.P, view.F, kc, rows, cols, pattern)
     distinct = distinct_windows(layer)
     unique_ifmap = window_words(layer) if distinct else int(np.prod(layer.geometry.in_shape)) // view.groups
+    fold_words = (slice_words(layer, rows) if dataflow == "ws" and not distinct and pattern is None
+                  and unique_ifmap > _active_words(ifmap_sram_kb) else None)
     acc = accesses(dataflow, plan, view, unique_ifmap, pattern,
-                   (ifmap_sram_kb, filter_sram_kb, ofmap_sram_kb), cols, distinct)
+                   (ifmap_sram_kb, filter_sram_kb, ofmap_sram_kb), cols, distinct, fold_words)
     return LayerPlan(view, pattern, kc, plan, acc)
 
 
