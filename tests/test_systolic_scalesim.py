@@ -24,7 +24,7 @@ def test_golden_table_covers_the_shipped_topologies_layer_by_layer():
     rows = pd.DataFrame(golden_rows())
     dense = rows[rows["config"] == "scale.cfg"]
     assert len(_dense_topologies()) == 8
-    for topo in ("alexnet", "test_mnk_input", "vit_s", "NCF"):  # every dataflow stored
+    for topo in ("alexnet", "test_mnk_input", "vit_s", "NCF", "mobilenet"):  # every dataflow stored
         assert set(dense[dense["topology"] == topo]["dataflow"]) == {"os", "ws", "is"}, topo
     assert {"Resnet18", "Googlenet", "NCF", "mobilenet"} <= set(dense["topology"])
     for (topo, config, dataflow), case in rows.groupby(["topology", "config", "dataflow"]):
