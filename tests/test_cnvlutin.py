@@ -9,32 +9,15 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from accelsim.dataflows.cnvlutin import DATAFLOW, CnvlutinSection
 from accelsim.dataflows.cnvlutin.kernel import WEIGHT_SKIP_ERROR, simulate_cnvlutin
 from accelsim.dataflows.cnvlutin.reference import simulate_cnvlutin_reference
 from accelsim.errors import AccelsimError
 from accelsim.traces.schema import LayerGeometry, LayerRecord, SparseBatch
+from layer_cases import conv_record, draw_layer
 
 MODES = [(a, w) for a in ("skip", "gate", "none") for w in ("gate", "none")]
-VALUES = [0.0, 1.5, -0.75, 2.0, 0.25]  # 0 first: hypothesis shrinks contents towards zeros
-
-
-def _out(n, k, s, p, d):
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _conv_record(x, wt, bias, k, stride, pad, dil=(1, 1), groups=1, s_out=None):
-    """A conv LayerRecord from dense (S, C, H, W) inputs and (M, C/groups, kh, kw) weights."""
-    s, c, h, w = x.shape
-    m = wt.shape[0]
-    oh, ow = _out(h, k[0], stride[0], pad[0], dil[0]), _out(w, k[1], stride[1], pad[1], dil[1])
-    geo = LayerGeometry("conv", "conv2d", (c, h, w), (m, oh, ow), tuple(k), tuple(stride),
-                        tuple(pad), tuple(dil), groups, True)
-    s_out = s if s_out is None else s_out
-    return LayerRecord(geo, wt, None, bias, SparseBatch.from_dense(x),
-                       outputs=np.zeros((s_out, m, oh, ow), np.float32))
 
 
 def _conv(rng, s, c, hw, m, k, stride, pad, groups, act_density, w_density, dil=(1, 1),
@@ -43,8 +26,8 @@ def _conv(rng, s, c, hw, m, k, stride, pad, groups, act_density, w_density, dil=
     x *= rng.random(x.shape) < act_density
     wt = rng.standard_normal((m, c // groups, *k)).astype(np.float32)
     wt *= rng.random(wt.shape) < w_density
-    return _conv_record(x, wt, rng.standard_normal(m).astype(np.float32), k, stride, pad, dil,
-                        groups, s_out), x
+    return conv_record(x, wt, k, stride, pad, dil, groups, s_out,
+                       bias=rng.standard_normal(m).astype(np.float32)), x
 
 
 def _fc(rng, s, f, m, act_density, w_density):
@@ -89,27 +72,8 @@ def cases(draw):
                pack_taps=draw(st.booleans()))
     cfg["act_mode"], cfg["weight_mode"] = draw(st.sampled_from(MODES))
     samples = draw(st.integers(1, 2))
-    elems = st.sampled_from(VALUES)
-    if draw(st.booleans()):  # linear
-        f, m = draw(st.integers(1, 24)), draw(st.integers(1, 8))
-        x = draw(hnp.arrays(np.float32, (samples, f), elements=elems))
-        wt = draw(hnp.arrays(np.float32, (m, f), elements=elems))
-        geo = LayerGeometry("fc", "linear", (f,), (m,), has_bias=True)
-        rec = LayerRecord(geo, wt, None, np.arange(m, dtype=np.float32), SparseBatch.from_dense(x),
-                          outputs=np.zeros((samples, m), np.float32))
-        return rec, cfg
-    groups = draw(st.sampled_from([1, 2]))
-    c, m = groups * draw(st.integers(1, 5)), groups * draw(st.integers(1, 3))
-    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    pad = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    h = draw(st.integers(max(1, dil[0] * (k[0] - 1) + 1 - 2 * pad[0]), 6))
-    w = draw(st.integers(max(1, dil[1] * (k[1] - 1) + 1 - 2 * pad[1]), 6))
-    x = draw(hnp.arrays(np.float32, (samples, c, h, w), elements=elems))
-    wt = draw(hnp.arrays(np.float32, (m, c // groups, *k), elements=elems))
-    rec = _conv_record(x, wt, np.arange(m, dtype=np.float32), k, stride, pad, dil, groups,
-                       s_out=draw(st.integers(0, samples)))
+    rec = draw_layer(draw, samples, fc=(24, 8), channels=5, filters=3, stride_w=3, pad_w=2,
+                     height=6)
     return rec, cfg
 
 

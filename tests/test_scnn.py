@@ -11,33 +11,17 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from accelsim.dataflows.scnn import DATAFLOW
 from accelsim.dataflows.scnn.kernel import simulate_scnn
 from accelsim.dataflows.scnn.reference import simulate_scnn_reference
 from accelsim.errors import AccelsimError
 from accelsim.traces.schema import LayerGeometry, LayerRecord, SparseBatch
+from layer_cases import conv_record as _conv
+from layer_cases import draw_layer
+from layer_cases import out_size as _out
 
 MODES = ("skip", "gate", "none")
-VALUES = [0.0, 1.5, -0.75, 2.0, 0.25]  # 0 first: hypothesis shrinks contents towards zeros
-
-
-def _out(n, k, s, p, d):
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _conv(x, wt, k, stride=(1, 1), pad=(0, 0), dil=(1, 1), groups=1, s_out=None):
-    s, c, h, w = x.shape
-    m = wt.shape[0]
-    oh, ow = _out(h, k[0], stride[0], pad[0], dil[0]), _out(w, k[1], stride[1], pad[1], dil[1])
-    geo = LayerGeometry("conv", "conv2d", (c, h, w), (m, oh, ow), tuple(k), tuple(stride),
-                        tuple(pad), tuple(dil), groups, True)
-    s_out = s if s_out is None else s_out
-    return LayerRecord(geo, wt, None, np.arange(m, dtype=np.float32), SparseBatch.from_dense(x),
-                       outputs=np.zeros((s_out, m, oh, ow), np.float32))
-
-
 def _expected_conv(x, wt, bias, k, stride, pad, dil, groups):
     """Outputs by the definition of a convolution (float64)."""
     s, c, h, w = x.shape
@@ -99,26 +83,8 @@ def cases(draw):
     """A small layer (parameters and contents drawn, so a failure shrinks) and a configuration."""
     cfg = _cfg(draw)
     samples = draw(st.integers(1, 2))
-    elems = st.sampled_from(VALUES)
-    if draw(st.booleans()):  # linear
-        f, m = draw(st.integers(1, 12)), draw(st.integers(1, 6))
-        x = draw(hnp.arrays(np.float32, (samples, f), elements=elems))
-        wt = draw(hnp.arrays(np.float32, (m, f), elements=elems))
-        geo = LayerGeometry("fc", "linear", (f,), (m,), has_bias=True)
-        rec = LayerRecord(geo, wt, None, np.arange(m, dtype=np.float32), SparseBatch.from_dense(x),
-                          outputs=np.zeros((samples, m), np.float32))
-        return rec, cfg
-    groups = draw(st.sampled_from([1, 2]))
-    c, m = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
-    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
-    pad = (draw(st.integers(0, 2)), draw(st.integers(0, 1)))
-    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    h = draw(st.integers(max(1, dil[0] * (k[0] - 1) + 1 - 2 * pad[0]), 7))
-    w = draw(st.integers(max(1, dil[1] * (k[1] - 1) + 1 - 2 * pad[1]), 6))
-    x = draw(hnp.arrays(np.float32, (samples, c, h, w), elements=elems))
-    wt = draw(hnp.arrays(np.float32, (m, c // groups, *k), elements=elems))
-    rec = _conv(x, wt, k, stride, pad, dil, groups, s_out=draw(st.integers(0, samples)))
+    rec = draw_layer(draw, samples, fc=(12, 6), channels=3, filters=3, stride_w=2, pad_w=1,
+                     height=7)
     return rec, cfg
 
 
