@@ -53,3 +53,15 @@ def draw_layer(draw, samples, *, fc, channels, filters, stride_w, pad_w, height)
     x = draw(hnp.arrays(np.float32, (samples, c, h, w), elements=elems))
     wt = draw(hnp.arrays(np.float32, (m, c // groups, *k), elements=elems))
     return conv_record(x, wt, k, stride, pad, dil, groups, s_out=draw(st.integers(0, samples)))
+
+
+def same_result(fast, ref):
+    """A fast kernel's DataflowResult equals its per-cycle reference's: every counter, the
+    per-sample cycles, the unit count, and the outputs (to float32 rounding)."""
+    assert fast.counters == ref.counters
+    assert fast.cycles.tolist() == ref.cycles.tolist()
+    assert fast.num_units == ref.num_units
+    if ref.outputs is None:
+        assert fast.outputs is None
+    else:
+        np.testing.assert_allclose(fast.outputs, ref.outputs, rtol=1e-5, atol=1e-5)

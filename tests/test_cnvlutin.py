@@ -16,6 +16,7 @@ from accelsim.dataflows.cnvlutin.reference import simulate_cnvlutin_reference
 from accelsim.errors import AccelsimError
 from accelsim.traces.schema import LayerGeometry, LayerRecord, SparseBatch
 from layer_cases import conv_record, draw_layer
+from layer_cases import same_result as _assert_same
 
 MODES = [(a, w) for a in ("skip", "gate", "none") for w in ("gate", "none")]
 
@@ -45,16 +46,6 @@ def _valid_taps(h, w, oh, ow, k, stride, pad, dil=(1, 1)):
     xs = [sum(0 <= ox * stride[1] - pad[1] + kx * dil[1] < w for kx in range(k[1]))
           for ox in range(ow)]
     return np.outer(ys, xs)
-
-
-def _assert_same(fast, ref):
-    assert fast.counters == ref.counters
-    assert fast.cycles.tolist() == ref.cycles.tolist()
-    assert fast.num_units == ref.num_units
-    if ref.outputs is None:
-        assert fast.outputs is None
-    else:
-        np.testing.assert_allclose(fast.outputs, ref.outputs, rtol=1e-5, atol=1e-5)
 
 
 def _check_invariants(res, units, lanes):

@@ -19,6 +19,7 @@ from accelsim.errors import AccelsimError
 from accelsim.traces.schema import LayerGeometry, LayerRecord, SparseBatch
 from layer_cases import conv_record as _conv
 from layer_cases import draw_layer
+from layer_cases import same_result as _assert_same
 from layer_cases import out_size as _out
 
 MODES = ("skip", "gate", "none")
@@ -42,16 +43,6 @@ def _expected_conv(x, wt, bias, k, stride, pad, dil, groups):
                                 out[:, mm, oy, ox] += (x[:, g * cg + cc, iy, ix].astype(np.float64)
                                                        * wt[mm, cc, ky, kx])
     return out
-
-
-def _assert_same(fast, ref):
-    assert fast.counters == ref.counters
-    assert fast.cycles.tolist() == ref.cycles.tolist()
-    assert fast.num_units == ref.num_units
-    if ref.outputs is None:
-        assert fast.outputs is None
-    else:
-        np.testing.assert_allclose(fast.outputs, ref.outputs, rtol=1e-5, atol=1e-5)
 
 
 def _check_invariants(res, cfg):
