@@ -24,10 +24,8 @@ def test_golden_table_covers_the_shipped_topologies_layer_by_layer():
     rows = pd.DataFrame(golden_rows())
     dense = rows[rows["config"] == "scale.cfg"]
     assert len(_dense_topologies()) == 8
-    for topo in ("alexnet", "test_mnk_input", "vit_s", "NCF", "mobilenet", "Resnet18",
-                 "Googlenet"):  # every dataflow stored
+    for topo in _dense_topologies():  # every shipped dense topology, every dataflow stored
         assert set(dense[dense["topology"] == topo]["dataflow"]) == {"os", "ws", "is"}, topo
-    assert {"Resnet18", "Googlenet", "NCF", "mobilenet"} <= set(dense["topology"])
     for (topo, config, dataflow), case in rows.groupby(["topology", "config", "dataflow"]):
         layers = len(read_topology(TOPOLOGIES / f"{topo}.csv"))  # every stored case is whole
         assert sorted(case["layer_index"].astype(int)) == list(range(layers)), (topo, dataflow)
@@ -40,7 +38,7 @@ def test_cycles_sram_and_dram_equal_scalesim_layer_by_layer():
     index + 1), the SRAM reads and writes of each operand, the filter DRAM reads and ofmap DRAM
     writes are equal; ifmap DRAM reads too where no two windows share an input word."""
     results = [c for c in compare() if c.sparsity == "off"]
-    assert len(results) >= 396
+    assert len(results) >= 414
     keys = ("cycles", "ifmap_sram_reads", "filter_sram_reads", "ofmap_sram_writes",
             "filter_dram_reads", "ofmap_dram_writes")
     for c in results:
@@ -53,14 +51,15 @@ def test_cycles_sram_and_dram_equal_scalesim_layer_by_layer():
 def test_ws_ifmap_dram_with_overlapping_windows_follows_each_row_fold():
     """Weight stationary, overlapping windows, an input larger than the SRAM's active half: each
     row fold fetches its own distinct input words again (kernel.slice_words), as SCALE-Sim
-    counts on most such layers. Where not: a fold spanning several taps (3-channel first layers)
-    meets its words again across an epoch boundary (SCALE-Sim up to 1.5 % more), or a fold's
-    words are far fewer than an epoch and a later fold of a neighbouring tap finds them still
-    held (SCALE-Sim fewer, here up to 1.54x)."""
+    counts on most such layers. Where not: a fold spanning several taps (first layers of few
+    channels) meets its words again across an epoch boundary (SCALE-Sim up to 8 % more, on
+    YOLO-tiny's Conv1: all 27 taps in one fold over an input 8.8 active buffers long), or a
+    fold's words are far fewer than an epoch and a later fold of a neighbouring tap finds them
+    still held (SCALE-Sim fewer, here up to 1.54x)."""
     results = [c for c in compare() if c.sparsity == "off" and c.dataflow == "ws" and not c.distinct]
     ratios = [c.accelsim["ifmap_dram_reads"] / c.scalesim["ifmap_dram_reads"] for c in results]
     assert len(ratios) >= 40
-    assert all(0.98 <= r <= 1.6 for r in ratios), [(c.topology, c.layer) for c in results]
+    assert all(0.92 <= r <= 1.6 for r in ratios), [(c.topology, c.layer) for c in results]
     assert sum(r == 1 for r in ratios) >= 0.8 * len(ratios)
 
 
