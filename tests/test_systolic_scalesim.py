@@ -55,7 +55,7 @@ def test_ws_ifmap_dram_with_overlapping_windows_follows_each_row_fold():
     channels) meets its words again across an epoch boundary (SCALE-Sim up to 8 % more, on
     YOLO-tiny's Conv1: all 27 taps in one fold over an input 8.8 active buffers long), or a
     fold's words are far fewer than an epoch and a later fold of a neighbouring tap finds them
-    still held (SCALE-Sim fewer, here up to 1.54x)."""
+    still held (SCALE-Sim fewer, here up to 1.53x)."""
     results = [c for c in compare() if c.sparsity == "off" and c.dataflow == "ws" and not c.distinct]
     ratios = [c.accelsim["ifmap_dram_reads"] / c.scalesim["ifmap_dram_reads"] for c in results]
     assert len(ratios) >= 40
